@@ -1,0 +1,5 @@
+"""``python -m batchflow`` runs the CLI."""
+
+from batchflow.cli import main
+
+main()

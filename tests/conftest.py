@@ -1,0 +1,10 @@
+"""Shared fixtures: anyio backend. Server and emulator fixtures live in their own plugins."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
