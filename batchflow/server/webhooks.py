@@ -1,0 +1,344 @@
+"""Outbox webhook dispatcher: at-least-once POSTs to ``notificationsURL``, restart-safe.
+
+Events are rows in an outbox (the catalog, behind :class:`OutboxStore`) committed together with
+the state change they report; the dispatcher only reads due rows and records each attempt's
+outcome, so a restart simply resumes. Receivers de-duplicate on ``event_id``; every attempt
+carries ``delivery_attempt`` = attempts made so far + 1.
+
+Outcome of one POST:
+- 2xx: delivered.
+- 408, 425, 429, any 5xx, connect/read errors, timeouts, other 4xx (401, 403, 409, ...; a
+  receiver being (re)configured may start accepting): retried later with capped exponential
+  backoff with full jitter, ``Retry-After`` honoured (capped by ``policy.max_retry_after``),
+  until ``max_attempts`` attempts were made, then given up.
+- 400, 404, 405, 410, 413, 414, 415, 422 (the same body to the same URL will never be accepted),
+  3xx (redirects are not followed: a POST must not be re-sent somewhere else), a URL refused by
+  the SSRF policy or one httpx can not use: given up at once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import httpx
+import structlog
+
+from batchflow.config import RetryPolicy
+from batchflow.errors import BatchflowError, TransientError
+from batchflow.server.netguard import (
+    ResolvedUrl,
+    UnsafeUrlError,
+    UrlPolicy,
+    backoff_delay,
+    parse_retry_after,
+    redact_url,
+    resolve_safe,
+)
+
+__all__ = [
+    "DEFAULT_WEBHOOK_RETRY",
+    "PERMANENT_STATUSES",
+    "DispatcherStats",
+    "MemoryOutboxStore",
+    "OutboxItem",
+    "OutboxRecord",
+    "OutboxStore",
+    "WebhookDispatcher",
+    "utcnow",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Delays only: the number of attempts is ``WebhookDispatcher(max_attempts=...)``.
+DEFAULT_WEBHOOK_RETRY = RetryPolicy(
+    base_delay=2.0, max_delay=600.0, deadline=None, max_retry_after=3600.0
+)
+PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 413, 414, 415, 422})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A due event: ``body`` without ``delivery_attempt``; ``attempts`` already made."""
+
+    id: int
+    url: str
+    body: Mapping[str, Any]
+    attempts: int
+    authorization: str | None
+
+
+class OutboxStore(Protocol):
+    """Where outbox rows live (the catalog in the server, memory in tests)."""
+
+    async def due(self, now: datetime, limit: int) -> Sequence[OutboxItem]: ...
+
+    async def delivered(self, item_id: int, attempts: int) -> None: ...
+
+    async def retry_later(
+        self, item_id: int, attempts: int, next_at: datetime, error: str
+    ) -> None: ...
+
+    async def give_up(self, item_id: int, attempts: int, error: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """A row of :class:`MemoryOutboxStore` as it stands."""
+
+    id: int
+    url: str
+    body: Mapping[str, Any]
+    authorization: str | None
+    attempts: int = 0
+    next_at: datetime | None = None
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    last_error: str | None = None
+
+
+class MemoryOutboxStore:
+    """An in-memory :class:`OutboxStore` for tests (ours and users')."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, OutboxRecord] = {}
+        self._next_id = 1
+
+    def add(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        authorization: str | None = None,
+        next_at: datetime | None = None,
+    ) -> int:
+        """Queue an event; due at once unless ``next_at`` is given. Returns its id."""
+        item_id = self._next_id
+        self._next_id += 1
+        self._rows[item_id] = OutboxRecord(item_id, url, dict(body), authorization, next_at=next_at)
+        return item_id
+
+    def get(self, item_id: int) -> OutboxRecord:
+        return self._rows[item_id]
+
+    def records(self) -> list[OutboxRecord]:
+        return list(self._rows.values())
+
+    def pending(self) -> list[OutboxRecord]:
+        return [r for r in self._rows.values() if r.state == "pending"]
+
+    def delivered_ids(self) -> list[int]:
+        return [r.id for r in self._rows.values() if r.state == "delivered"]
+
+    def failed_ids(self) -> list[int]:
+        return [r.id for r in self._rows.values() if r.state == "failed"]
+
+    async def due(self, now: datetime, limit: int) -> Sequence[OutboxItem]:
+        rows = [r for r in self.pending() if r.next_at is None or r.next_at <= now]
+        rows.sort(key=lambda r: (r.next_at or datetime.min.replace(tzinfo=UTC), r.id))
+        return [OutboxItem(r.id, r.url, r.body, r.attempts, r.authorization) for r in rows[:limit]]
+
+    async def delivered(self, item_id: int, attempts: int) -> None:
+        self._update(item_id, attempts=attempts, state="delivered", next_at=None)
+
+    async def retry_later(self, item_id: int, attempts: int, next_at: datetime, error: str) -> None:
+        self._update(item_id, attempts=attempts, next_at=next_at, last_error=error)
+
+    async def give_up(self, item_id: int, attempts: int, error: str) -> None:
+        self._update(item_id, attempts=attempts, state="failed", next_at=None, last_error=error)
+
+    def _update(self, item_id: int, **changes: Any) -> None:
+        self._rows[item_id] = replace(self._rows[item_id], **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStats:
+    """Counters since start (a snapshot)."""
+
+    attempted: int
+    delivered: int
+    retried: int
+    given_up: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: Literal["ok", "retry", "fail"]
+    detail: str = ""
+    retry_after: float | None = None
+
+
+class WebhookDispatcher:
+    """Delivers due outbox rows with bounded concurrency; see the module docstring for policy."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        client: httpx.AsyncClient,
+        *,
+        policy: RetryPolicy | None = None,
+        url_policy: UrlPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        poll_interval: float = 1.0,
+        concurrency: int = 8,
+        max_attempts: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._policy = policy or DEFAULT_WEBHOOK_RETRY
+        self._url_policy = url_policy
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self._batch = max(4 * concurrency, 32)
+        self._max_attempts = max(1, max_attempts)
+        self._timeout = timeout
+        self._rng = random.Random()
+        self._woken = False
+        self._event: anyio.Event | None = None
+        self._counts = {"attempted": 0, "delivered": 0, "retried": 0, "given_up": 0}
+
+    def statistics(self) -> DispatcherStats:
+        return DispatcherStats(**self._counts, in_flight=self._limiter.statistics().borrowed_tokens)
+
+    def wake(self) -> None:
+        """New rows were committed: dispatch now rather than at the next poll.
+
+        Call it from the event loop thread (from another thread: ``anyio.from_thread.run_sync``).
+        """
+        self._woken = True
+        if self._event is not None:
+            self._event.set()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Deliver forever (until cancelled): a pass, then wait for ``wake()`` or the poll."""
+        task_status.started()
+        while True:
+            self._woken = False
+            try:
+                count = await self.deliver_due()
+            except Exception:  # a catalog hiccup must not stop webhooks
+                log.exception("webhook pass failed")
+                count = 0
+            if count >= self._batch or self._woken:
+                await anyio.lowlevel.checkpoint()
+                continue
+            self._event = anyio.Event()
+            with anyio.move_on_after(self._poll_interval):
+                await self._event.wait()
+            self._event = None
+
+    async def deliver_due(self) -> int:
+        """One pass over the rows due now; returns how many were attempted."""
+        items = await self._store.due(self._clock(), self._batch)
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                tg.start_soon(self._deliver_limited, item)
+        return len(items)
+
+    async def _deliver_limited(self, item: OutboxItem) -> None:
+        async with self._limiter:
+            await self._deliver(item)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        attempt = item.attempts + 1
+        body = dict(item.body) | {"delivery_attempt": attempt}
+        self._counts["attempted"] += 1
+        outcome = await self._attempt(item, body)
+        where = redact_url(item.url)
+        fields = {"outbox_id": item.id, "url": where, "attempt": attempt}
+        try:
+            if outcome.kind == "ok":
+                await self._store.delivered(item.id, attempt)
+                self._counts["delivered"] += 1
+                log.info("webhook delivered", **fields)
+            elif outcome.kind == "retry" and attempt < self._max_attempts:
+                delay = backoff_delay(self._policy, attempt, outcome.retry_after, self._rng)
+                next_at = self._clock() + timedelta(seconds=delay)
+                await self._store.retry_later(item.id, attempt, next_at, outcome.detail)
+                self._counts["retried"] += 1
+                log.info(
+                    "webhook retry scheduled", delay=round(delay, 3), error=outcome.detail, **fields
+                )
+            else:
+                error = outcome.detail
+                if outcome.kind == "retry":
+                    error = f"{error} (gave up after {attempt} attempts)"
+                await self._store.give_up(item.id, attempt, error)
+                self._counts["given_up"] += 1
+                log.warning("webhook given up", error=error, **fields)
+        except Exception:  # the row stays due and is retried: at-least-once
+            log.exception("recording webhook outcome failed", **fields)
+
+    async def _attempt(self, item: OutboxItem, body: Mapping[str, Any]) -> _Outcome:
+        headers = {"Content-Type": "application/json"}
+        if item.authorization:
+            headers["Authorization"] = item.authorization
+        try:
+            content = json.dumps(body, separators=(",", ":"), default=str).encode()
+            with anyio.fail_after(self._timeout):
+                status, retry_after = await self._post(item.url, content, headers)
+        except UnsafeUrlError as exc:
+            return _Outcome("fail", f"{exc.failure_type}: {exc}")
+        except TransientError as exc:
+            return _Outcome("retry", str(exc), exc.retry_after)
+        except BatchflowError as exc:
+            # DNS said "no such host": the receiver may come back, so keep trying.
+            return _Outcome("retry", str(exc))
+        except TimeoutError:
+            return _Outcome("retry", f"no answer within {self._timeout}s")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+            return _Outcome("fail", f"unusable webhook URL: {type(exc).__name__}: {exc}")
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
+        return _classify(status, retry_after)
+
+    async def _post(
+        self, url: str, content: bytes, headers: dict[str, str]
+    ) -> tuple[int, float | None]:
+        """POST, pinned to a checked IP when a URL policy is set; the body is never read."""
+        if self._url_policy is None:
+            request = self._client.build_request("POST", url, content=content, headers=headers)
+            return await self._send(request)
+        target: ResolvedUrl = await resolve_safe(url, self._url_policy)
+        last: httpx.ConnectError | None = None
+        for ip in target.addresses[:4]:
+            request = target.request(self._client, "POST", ip, content=content, headers=headers)
+            try:
+                return await self._send(request)
+            except httpx.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _send(self, request: httpx.Request) -> tuple[int, float | None]:
+        response = await self._client.send(request, stream=True)
+        await response.aclose()
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+        return response.status_code, retry_after
+
+
+def _classify(status: int, retry_after: float | None) -> _Outcome:
+    if 200 <= status < 300:
+        return _Outcome("ok")
+    detail = f"HTTP {status}"
+    if 300 <= status < 400:
+        return _Outcome("fail", f"{detail}: redirects are not followed")
+    if status in PERMANENT_STATUSES:
+        return _Outcome("fail", detail)
+    return _Outcome("retry", detail, retry_after)
