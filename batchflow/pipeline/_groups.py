@@ -1,0 +1,42 @@
+"""Exception groups from task groups, collapsed back to the one error that matters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+__all__ = ["collapse_errors"]
+
+
+@asynccontextmanager
+async def collapse_errors() -> AsyncIterator[None]:
+    """Re-raise a task group's only real error as itself, not wrapped in exception groups.
+
+    ``BrokenResourceError`` leaves are the echo of a consumer that died first (its streams
+    closed under a sender), so they are ignored when another error explains them.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        primary = [e for e in leaves if not isinstance(e, anyio.BrokenResourceError)]
+        if primary:
+            leaves = primary
+        if len(leaves) != 1:
+            raise
+        single = leaves[0]
+        context = single.__context__
+        try:
+            raise single  # keep the error's own cause/context, drop the wrapper
+        finally:
+            single.__context__ = context
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
