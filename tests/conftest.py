@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = [
+    "tests.emulators",
+    "tests.server_fixture",
+]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -1,0 +1,177 @@
+"""The catalog schema: one :data:`metadata` that the job engine extends with its own tables.
+
+To add tables, define them on :data:`metadata` in a module imported before the app starts (the
+lifespan calls ``metadata.create_all``). Timestamps are stored as UTC; SQLite hands them back
+naive, so read them through :func:`as_utc`.
+
+``files`` doubles as the ingest queue: a reference waiting to be fetched is a row with status
+``pending`` and its ``source_url``; the worker turns it into ``ok`` or ``failed``. A partial
+unique index keeps names unique per (batch, part) among non-failed rows, so a failed duplicate
+can still be recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "as_utc",
+    "batches",
+    "files",
+    "ingests",
+    "metadata",
+    "outbox",
+    "shards",
+    "uploads",
+    "utcnow",
+]
+
+metadata = MetaData()
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read from the catalog, as an aware UTC datetime."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, *, nullable: bool = False) -> Column[datetime]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("workspace", String(64), nullable=False),
+    Column("batch_id", String(64), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("batch_type", String(32), nullable=False),
+    Column("content_type", String(32), nullable=False),
+    # simple | bulk | output: simple and bulk uploads never mix in one batch
+    Column("upload_mode", String(16), nullable=False),
+    _ts("created_at"),
+    _ts("expires_at"),
+    UniqueConstraint("workspace", "batch_id", name="uq_batches_ws_id"),
+    sqlite_autoincrement=True,
+)
+
+ingests = Table(
+    "ingests",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("batch_pk", ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("ingest_id", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),  # image-references | video-references | tar
+    Column("notifications_url", Text, nullable=True),
+    Column("categories", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # in-progress | completed | failed
+    Column("error", Text, nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("batch_pk", "ingest_id", name="uq_ingests_batch_id"),
+    sqlite_autoincrement=True,
+)
+
+shards = Table(
+    "shards",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("batch_pk", ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("ingest_pk", ForeignKey("ingests.id", ondelete="CASCADE"), nullable=False),
+    Column("shard_id", String(160), nullable=False),
+    Column("objects_count", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | in-progress | completed | failed
+    _ts("updated_at"),
+    UniqueConstraint("batch_pk", "shard_id", name="uq_shards_batch_id"),
+    sqlite_autoincrement=True,
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("batch_pk", ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("ingest_pk", ForeignKey("ingests.id", ondelete="CASCADE"), nullable=True),
+    Column("shard_pk", ForeignKey("shards.id", ondelete="CASCADE"), nullable=True),
+    Column("name", Text, nullable=False),
+    Column("part_name", String(256), nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # pending | ok | failed
+    Column("source_url", Text, nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("content_type", String(128), nullable=True),
+    Column("blob_key", String(256), nullable=True),
+    Column("failure_type", String(64), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    _ts("created_at"),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ux_files_live_name",
+    files.c.batch_pk,
+    files.c.part_name,
+    files.c.name,
+    unique=True,
+    sqlite_where=files.c.status != "failed",
+    postgresql_where=files.c.status != "failed",
+)
+Index("ix_files_batch_status", files.c.batch_pk, files.c.status, files.c.id)
+Index("ix_files_shard_status", files.c.shard_pk, files.c.status)
+Index("ix_files_pending", files.c.status, files.c.id)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("upload_id", String(64), nullable=False, unique=True),
+    Column("batch_pk", ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # video | tar
+    Column("file_name", Text, nullable=True),
+    # open | receiving | received | processing | done | failed
+    Column("state", String(16), nullable=False),
+    Column("ingest_pk", ForeignKey("ingests.id", ondelete="SET NULL"), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    sqlite_autoincrement=True,
+)
+
+outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("authorization", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at"),
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("last_error", Text, nullable=True),
+    _ts("created_at"),
+    sqlite_autoincrement=True,
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)

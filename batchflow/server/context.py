@@ -1,0 +1,39 @@
+"""The services of one running server, shared by routes and background tasks.
+
+``request.app.state.ctx`` holds the :class:`ServerContext`; the job engine receives it in its
+plugin hooks (see :mod:`batchflow.server.app`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from batchflow.server.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.ingest import IngestWorker
+from batchflow.server.netguard import UrlPolicy
+from batchflow.server.settings import ServerSettings
+from batchflow.server.staging import StagingService
+from batchflow.server.uploads import UploadService
+from batchflow.server.webhooks import WebhookDispatcher
+
+__all__ = ["ServerContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerContext:
+    """Everything a route or a background service needs."""
+
+    settings: ServerSettings
+    engine: AsyncEngine
+    blobs: LocalBlobStore
+    signer: UrlSigner
+    staging: StagingService
+    ingest: IngestWorker
+    uploads: UploadService
+    dispatcher: WebhookDispatcher
+    fetch_client: httpx.AsyncClient
+    url_policy: UrlPolicy
+    publishable_key: str

@@ -1,0 +1,94 @@
+"""Adapters from the job engine's ports (:mod:`batchflow.server.jobs.ports`) to this server.
+
+:class:`CatalogStagingPort` reads input batches and writes output batches through
+:class:`StagingService`; :class:`OutboxNotifier` turns a finished job into a webhook outbox row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from batchflow.errors import NotFoundError
+from batchflow.protocol.webhooks import JobNotification
+from batchflow.server.catalog.outbox import enqueue_webhook
+from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.staging import StagingService
+
+__all__ = ["CatalogStagingPort", "OutboxNotifier"]
+
+
+class CatalogStagingPort:
+    """``StagingPort`` over the staging catalog of the server's (single) workspace."""
+
+    def __init__(self, staging: StagingService) -> None:
+        self.staging = staging
+
+    def _check(self, workspace: str) -> None:
+        if workspace != self.staging.workspace:
+            raise NotFoundError(f"workspace {workspace!r} not found")
+
+    async def batch_exists(self, workspace: str, batch_id: str) -> bool:
+        self._check(workspace)
+        try:
+            await self.staging.get_batch(batch_id)
+        except NotFoundError:
+            return False
+        return True
+
+    async def list_items(
+        self, workspace: str, batch_id: str, part_name: str | None
+    ) -> Sequence[StagedItem]:
+        """Staged files in catalog order (stable: ids only grow)."""
+        self._check(workspace)
+        return [
+            StagedItem(
+                name=row.name,
+                path=self.staging.blob_path(row),
+                content_type=row.content_type,
+                size=row.size,
+            )
+            async for row in self.staging.iter_files(batch_id, part_name=part_name)
+        ]
+
+    async def create_output_batch(
+        self, workspace: str, batch_id: str, *, content_type: str, display_name: str
+    ) -> None:
+        self._check(workspace)
+        await self.staging.create_batch(batch_id, "multipart-batch", content_type, display_name)
+
+    async def add_output_file(
+        self,
+        workspace: str,
+        batch_id: str,
+        name: str,
+        source: Path,
+        *,
+        content_type: str,
+        part_name: str,
+    ) -> None:
+        self._check(workspace)
+        await self.staging.add_file(
+            batch_id, name, source, content_type, part_name or None, replace=True
+        )
+
+
+class OutboxNotifier:
+    """``Notifier``: the job-done webhook goes through the outbox (retries, at-least-once)."""
+
+    def __init__(
+        self, staging: StagingService, authorization: str | None, wake: Callable[[], None]
+    ) -> None:
+        self.staging = staging
+        self.authorization = authorization
+        self.wake = wake
+
+    async def job_finished(self, job_id: str, url: str, success: bool) -> None:
+        body = JobNotification(
+            event_id=uuid.uuid4().hex, job_id=job_id, job_state="success" if success else "fail"
+        ).wire()
+        body.pop("delivery_attempt", None)
+        async with self.staging.engine.begin() as conn:
+            await enqueue_webhook(conn, url=url, body=body, authorization=self.authorization)
+        self.wake()

@@ -1,0 +1,269 @@
+"""Extraction of one uploaded tar into its batch (see :mod:`batchflow.server.uploads`).
+
+Members are unpacked in a worker thread by :func:`batchflow.server.tarsafe.iter_tar` (streaming,
+path checks) into temp files; then every row of the extraction commits in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy import update
+
+from batchflow.errors import BatchflowError, UsageError
+from batchflow.protocol.ids import validate_file_name
+from batchflow.server.catalog.ingests import (
+    IngestSpec,
+    existing_names,
+    fail_ingest,
+    find_ingest,
+    finish_shard_if_done,
+    insert_ingest,
+)
+from batchflow.server.catalog.schema import files, ingests, shards, uploads, utcnow
+from batchflow.server.staging import StagingService, guess_content_type
+from batchflow.server.tarsafe import TarRejection, iter_tar
+
+__all__ = ["NOTIFICATION_CONFIG", "TarExtraction", "read_notification_config"]
+
+NOTIFICATION_CONFIG = "notification_config.json"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+
+
+def read_notification_config(data: bytes) -> tuple[str | None, str | None]:
+    """``(ingestId, notificationsURL)`` of a tar's ``notification_config.json`` (both optional)."""
+    try:
+        config = json.loads(data)
+    except ValueError:
+        return None, None
+    if not isinstance(config, dict):
+        return None, None
+    ingest_id = config.get("ingestId")
+    url = config.get("notificationsURL")
+    return (
+        ingest_id if isinstance(ingest_id, str) and 0 < len(ingest_id) <= 128 else None,
+        url if isinstance(url, str) and url.startswith(("http://", "https://")) else None,
+    )
+
+
+class TarExtraction:
+    """One extraction run of one received tar upload."""
+
+    def __init__(
+        self,
+        staging: StagingService,
+        *,
+        upload_pk: int,
+        upload_id: str,
+        batch_pk: int,
+        digest: str,
+        ingest_pk: int | None,
+        tar_path: Path,
+        authorization: str | None,
+    ) -> None:
+        self.staging = staging
+        self.upload_pk = upload_pk
+        self.upload_id = upload_id
+        self.batch_pk = batch_pk
+        self.digest = digest
+        self.ingest_pk = ingest_pk
+        self.tar_path = tar_path
+        self.authorization = authorization
+        self.config: tuple[str | None, str | None] = (None, None)
+
+    async def run(self) -> None:
+        ingest_pk, shard_pk = await self._begin()
+        staged: list[_Staged] = []
+        rejected: list[TarRejection] = []
+        try:
+            try:
+                await anyio.to_thread.run_sync(self._unpack, staged, rejected)
+            except (BatchflowError, tarfile.TarError, OSError, EOFError) as exc:
+                await self._fail(ingest_pk, "invalid-archive", f"unreadable tar: {exc}")
+                return
+            ingest_id, url = self.config
+            if ingest_id is not None and not await self._adopt_id(ingest_pk, ingest_id):
+                return
+            await self._commit(
+                ingest_pk=ingest_pk,
+                shard_pk=shard_pk,
+                staged=staged,
+                rejected=rejected,
+                ingest_id=ingest_id,
+                url=url,
+            )
+        finally:
+            for item in staged:
+                item.path.unlink(missing_ok=True)
+
+    async def _begin(self) -> tuple[int, int]:
+        async with self.staging.engine.begin() as conn:
+            ingest_pk = self.ingest_pk
+            if ingest_pk is None:
+                spec = IngestSpec(ingest_id=f"tar-{self.upload_id}", digest=self.digest, kind="tar")
+                ingest_pk = await insert_ingest(conn, self.batch_pk, spec)
+                await conn.execute(
+                    shards.insert().values(
+                        batch_pk=self.batch_pk,
+                        ingest_pk=ingest_pk,
+                        shard_id=f"tar-{self.upload_id}",
+                        objects_count=0,
+                        state="in-progress",
+                        updated_at=utcnow(),
+                    )
+                )
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == self.upload_pk)
+                .values(state="processing", ingest_pk=ingest_pk)
+            )
+            shard_pk = await conn.scalar(
+                shards.select()
+                .with_only_columns(shards.c.id)
+                .where(shards.c.ingest_pk == ingest_pk)
+            )
+        assert shard_pk is not None
+        return ingest_pk, int(shard_pk)
+
+    def _unpack(self, staged: list[_Staged], rejected: list[TarRejection]) -> None:
+        """Worker thread: stream members into temp files (hashing on the way)."""
+        for item in iter_tar(self.tar_path):
+            if isinstance(item, TarRejection):
+                rejected.append(item)
+                continue
+            member, stream = item
+            if member.name == NOTIFICATION_CONFIG:
+                self.config = read_notification_config(stream.read(64 * 1024))
+                continue
+            dest = self.staging.blobs.temp_path()
+            digest = hashlib.sha256()
+            size = 0
+            with dest.open("wb") as out:
+                while block := stream.read(_CHUNK):
+                    digest.update(block)
+                    size += len(block)
+                    out.write(block)
+            staged.append(_Staged(member.name, dest, size, digest.hexdigest()))
+
+    async def _fail(self, ingest_pk: int, error_type: str, reason: str) -> None:
+        async with self.staging.engine.begin() as conn:
+            await fail_ingest(conn, ingest_pk, error_type, reason, authorization=self.authorization)
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == self.upload_pk)
+                .values(state="failed", error=reason)
+            )
+
+    async def _adopt_id(self, ingest_pk: int, ingest_id: str) -> bool:
+        """Take the tar's own ingestId; False when it names an earlier ingest (handled here)."""
+        async with self.staging.engine.begin() as conn:
+            existing = await find_ingest(conn, self.batch_pk, ingest_id)
+            if existing is None or existing.id == ingest_pk:
+                return True
+            if existing.digest == self.digest:  # the same tar sent again: a no-op
+                await conn.execute(ingests.delete().where(ingests.c.id == ingest_pk))
+                await conn.execute(
+                    update(uploads)
+                    .where(uploads.c.id == self.upload_pk)
+                    .values(state="done", ingest_pk=existing.id, error="duplicated")
+                )
+                return False
+        await self._fail(
+            ingest_pk, "ingest-id-conflict", f"ingestId {ingest_id!r} was used with other content"
+        )
+        return False
+
+    async def _commit(
+        self,
+        *,
+        ingest_pk: int,
+        shard_pk: int,
+        staged: list[_Staged],
+        rejected: list[TarRejection],
+        ingest_id: str | None,
+        url: str | None,
+    ) -> None:
+        # keys fixed per (upload, member): an extraction repeated after a crash overwrites them
+        keys = [f"b{self.batch_pk}/t{self.upload_pk}-{index}" for index in range(len(staged))]
+        for item, key in zip(staged, keys, strict=True):
+            await self.staging.blobs.put_file(key, item.path)
+        unused: list[str] = []
+        now = utcnow()
+        common = {
+            "batch_pk": self.batch_pk,
+            "ingest_pk": ingest_pk,
+            "shard_pk": shard_pk,
+            "part_name": "",
+            "created_at": now,
+        }
+        async with self.staging.engine.begin() as conn:
+            if ingest_id is not None or url is not None:
+                values: dict[str, Any] = {"notifications_url": url}
+                if ingest_id is not None:
+                    values["ingest_id"] = ingest_id
+                await conn.execute(
+                    update(ingests).where(ingests.c.id == ingest_pk).values(**values)
+                )
+            taken = await existing_names(conn, self.batch_pk, [item.name for item in staged])
+            rows: list[dict[str, Any]] = [
+                _failed(item.name, item.failure_type, item.reason) for item in rejected
+            ]
+            for item, key in zip(staged, keys, strict=True):
+                try:
+                    validate_file_name(item.name)
+                except UsageError as exc:
+                    rows.append(_failed(item.name, "invalid-file-name", exc.message))
+                    unused.append(key)
+                    continue
+                if item.name in taken:
+                    rows.append(_failed(item.name, "duplicate-file-name", "already in the batch"))
+                    unused.append(key)
+                    continue
+                taken.add(item.name)
+                rows.append(
+                    {
+                        "name": item.name,
+                        "status": "ok",
+                        "size": item.size,
+                        "sha256": item.sha256,
+                        "content_type": guess_content_type(item.name),
+                        "blob_key": key,
+                        "failure_type": None,
+                        "failure_reason": None,
+                    }
+                )
+            if rows:
+                defaults = {"size": None, "sha256": None, "content_type": None, "blob_key": None}
+                await conn.execute(files.insert(), [common | defaults | row for row in rows])
+            await conn.execute(
+                update(shards).where(shards.c.id == shard_pk).values(objects_count=len(rows))
+            )
+            await finish_shard_if_done(conn, shard_pk, authorization=self.authorization)
+            await conn.execute(
+                update(uploads).where(uploads.c.id == self.upload_pk).values(state="done")
+            )
+        for key in unused:
+            await self.staging.blobs.delete(key)
+
+
+def _failed(name: str, failure_type: str, reason: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "status": "failed",
+        "failure_type": failure_type,
+        "failure_reason": reason,
+    }
