@@ -55,14 +55,21 @@ MAX_REFERENCES_FILE_BYTES = 256 * 1024 * 1024
 MAX_VIDEO_BYTES = 4 * 1024 * 1024 * 1024
 _INGEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PAGE = 256
-_FETCH_RETRY = RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=2.0, deadline=120.0)
+_FETCH_RETRY = RetryPolicy(
+    max_attempts=3, base_delay=0.2, max_delay=2.0, deadline=120.0, max_retry_after=5.0
+)
 
 
 def references_digest(kind: str, references: list[tuple[str, str]]) -> str:
-    """A stable digest of an ingest's content (what makes a re-sent ingest a duplicate)."""
+    """A stable digest of an ingest's content (what makes a re-sent ingest a duplicate).
+
+    The query string and fragment are left out: a client that re-sends a shard after a crash
+    signs its URLs again, and only the signature and expiry in the query change.
+    """
     digest = hashlib.sha256(kind.encode())
     for name, url in references:
-        digest.update(b"\n" + json.dumps([name, url]).encode())
+        stable = url.split("#", 1)[0].split("?", 1)[0]
+        digest.update(b"\n" + json.dumps([name, stable]).encode())
     return digest.hexdigest()
 
 

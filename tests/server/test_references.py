@@ -123,6 +123,12 @@ def test_idempotent_reingest_and_conflict(
     first = _ingest(client, staging_server, batch_id, body).json()
     again = _ingest(client, staging_server, batch_id, body).json()
     assert again == {**first, "duplicated": True}
+    # a client resuming after a crash signs its URLs again: only the query string differs
+    resigned = [
+        {**ref, "url": ref["url"] + "?X-Amz-Signature=other&X-Amz-Date=later"} for ref in refs
+    ]
+    again_signed = _ingest(client, staging_server, batch_id, {**body, "imageReferences": resigned})
+    assert again_signed.json() == {**first, "duplicated": True}
     other = _ingest(client, staging_server, batch_id, {**body, "imageReferences": refs[:2]})
     assert other.status_code == 409
     assert "ingest-one" in other.json()["error"]
