@@ -8,6 +8,7 @@ export UV_LINK_MODE := copy
 install: .venv/.installed tools/node/node_modules/.installed
 
 .venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.4"
 	$(UV) sync --frozen
 	@touch $@
 

@@ -8,6 +8,7 @@ a fresh database ``bf_<random>`` created through asyncpg and dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import time
@@ -21,7 +22,8 @@ import pytest
 
 from tests._procs import ManagedProcess, free_port, wait_http
 
-PG_ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
+PG_ADMIN_DSN = os.environ.get("BATCHFLOW_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+PG_SERVER = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
 
 
 @dataclass
@@ -110,7 +112,7 @@ def pg_database() -> Iterator[str]:
     name = "bf_" + secrets.token_hex(6)
     _pg(lambda conn: conn.execute(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"postgresql+asyncpg://127.0.0.1:5432/{name}"
+        yield f"postgresql+asyncpg://{PG_SERVER}/{name}"
     finally:
         _pg(lambda conn: conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

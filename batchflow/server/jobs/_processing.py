@@ -1,0 +1,421 @@
+"""The processing stage of a job: plan tasks over the input batch, run them, publish results.
+
+Tasks run through the :class:`~batchflow.server.jobs.executors.Executor`, at most
+``maxParallelTasks`` at once. A watcher checks the machine-time budget
+(``processingTimeoutSeconds``, summed over tasks) and aborts from the API every
+``watch_interval`` and flushes task progress; either stop cancels the running tasks. A task's
+output is published into the stage's output batch (images first, its result file last) before
+the task is marked succeeded, so a crash in between only re-runs it (names are deterministic
+and replace the earlier copy).
+"""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
+
+from batchflow.server.jobs._spec import TaskFailedError, TaskSpec
+from batchflow.server.jobs._store import inserted_pk, shielded, write_log
+from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.jobs.schema import jobs, stages, tasks, utcnow
+
+if TYPE_CHECKING:
+    from batchflow.server.jobs._run import JobRun
+
+__all__ = ["ProcessingStage", "new_task", "plan_chunks"]
+
+_RESULT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+def plan_chunks(count: int, items_per_task: int, max_parallel: int) -> list[range]:
+    """Contiguous, near-equal index ranges: ``max(ceil(n/per_task), min(n, parallel))``."""
+    if count <= 0:
+        return []
+    number = max(math.ceil(count / items_per_task), min(count, max_parallel))
+    base, extra = divmod(count, number)
+    ranges, start = [], 0
+    for index in range(number):
+        size = base + (1 if index < extra else 0)
+        ranges.append(range(start, start + size))
+        start += size
+    return ranges
+
+
+def new_task(job_pk: int, stage_pk: int, index: int, names: list[str], now: Any) -> dict[str, Any]:
+    return {
+        "job_pk": job_pk,
+        "stage_pk": stage_pk,
+        "task_id": f"{index:05d}",
+        "items": names,
+        "status": "pending",
+        "attempts": 0,
+        "progress": 0.0,
+        "processed": 0,
+        "failed": 0,
+        "machine_seconds": 0.0,
+        "result_file": None,
+        "notification": {},
+        "updated_at": now,
+    }
+
+
+@dataclass
+class _Control:
+    """Live state of a processing run, shared by the task coroutines and the watcher."""
+
+    done_seconds: float
+    running: dict[int, float] = field(default_factory=dict)  # task pk -> start (monotonic)
+    progress: dict[int, float] = field(default_factory=dict)
+    reason: str | None = None  # "timeout" | "aborted" once the watcher stopped the run
+
+
+class ProcessingStage:
+    """The ``processing`` stage of one :class:`JobRun`."""
+
+    def __init__(self, job_run: JobRun) -> None:
+        self.job_run = job_run
+        self.ctx = job_run.ctx
+        self.job = job_run.job
+        self.pk = job_run.pk
+        self.definition = job_run.definition
+
+    async def plan(self) -> bool:
+        spec = self.definition.processing_specification
+        job_input = self.definition.job_input
+        workspace, job_id = self.job.workspace, self.job.job_id
+        if not await self.ctx.staging.batch_exists(workspace, job_input.batch_id):
+            await self.job_run.fail(
+                "pending", "input-batch-missing", {"batchId": job_input.batch_id}
+            )
+            return False
+        items = await self.ctx.staging.list_items(
+            workspace, job_input.batch_id, job_input.part_name
+        )
+        chunks = plan_chunks(
+            len(items), self.ctx.items_per_task, self.definition.max_parallel_tasks
+        )
+        output_batch = f"{job_id}-processing"
+        await self.ctx.staging.create_output_batch(
+            workspace,
+            output_batch,
+            content_type="mixed" if spec.persist_images_outputs else "metadata",
+            display_name=f"{job_id} processing results",
+        )
+        now = utcnow()
+        async with shielded(self.ctx.engine.begin()) as conn:
+            if not await self.job_run.transition(
+                conn, "pending", state="processing", current_stage="processing"
+            ):
+                return False
+            stage = await conn.execute(
+                insert(stages).values(
+                    job_pk=self.pk,
+                    stage_id="processing",
+                    status="running",
+                    tasks_number=len(chunks),
+                    output_batches=[output_batch],
+                    notification={},
+                    started_at=now,
+                    updated_at=now,
+                )
+            )
+            stage_pk = inserted_pk(stage)
+            if chunks:
+                await conn.execute(
+                    insert(tasks),
+                    [
+                        new_task(self.pk, stage_pk, index, [items[i].name for i in chunk], now)
+                        for index, chunk in enumerate(chunks)
+                    ],
+                )
+            await write_log(
+                conn,
+                self.pk,
+                "info" if items else "warning",
+                "processing-planned" if items else "empty-input",
+                {"items": len(items), "tasks": len(chunks), "outputBatch": output_batch},
+                stage_id="processing",
+            )
+        return True
+
+    async def run(self) -> bool:
+        stage = await self.job_run.stage("processing")
+        if stage is None:  # pragma: no cover - planned in the same transaction as the state
+            await self.job_run.fail(
+                "processing", "internal-error", {"reason": "no processing stage"}
+            )
+            return False
+        job_input = self.definition.job_input
+        items = await self.ctx.staging.list_items(
+            self.job.workspace, job_input.batch_id, job_input.part_name
+        )
+        by_name = {item.name: item for item in items}
+        async with shielded(self.ctx.engine.begin()) as conn:
+            pending = (
+                await conn.execute(
+                    select(tasks)
+                    .where(tasks.c.stage_pk == stage.id, tasks.c.status == "pending")
+                    .order_by(tasks.c.id)
+                )
+            ).all()
+            spent = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(tasks.c.machine_seconds), 0.0)).where(
+                        tasks.c.job_pk == self.pk
+                    )
+                )
+            ).scalar_one()
+            await conn.execute(
+                update(stages).where(stages.c.id == stage.id).values(status="running")
+            )
+            if self.definition.compute_configuration.machine_type == "gpu" and not self.ctx.has_gpu:
+                await write_log(
+                    conn,
+                    self.pk,
+                    "warning",
+                    "gpu-unavailable",
+                    {"message": "no GPU on this server: the job runs on CPU"},
+                    stage_id="processing",
+                )
+        control = _Control(done_seconds=float(spent) - float(self.job.machine_seconds_base))
+        limiter = anyio.CapacityLimiter(self.definition.max_parallel_tasks)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch, group.cancel_scope, control)
+            async with anyio.create_task_group() as workers:
+                for row in pending:
+                    workers.start_soon(
+                        self._run_task, row, stage.output_batches[0], by_name, control, limiter
+                    )
+            group.cancel_scope.cancel()
+        return await self._close(stage.id, control)
+
+    async def _watch(self, scope: anyio.CancelScope, control: _Control) -> None:
+        """Every ``watch_interval``: check the timeout budget and aborts, flush progress."""
+        timeout = self.definition.processing_timeout_seconds
+        flushed: dict[int, float] = {}
+        while True:
+            await anyio.sleep(self.ctx.watch_interval)
+            now = time.monotonic()
+            used = control.done_seconds + sum(now - t0 for t0 in control.running.values())
+            if used > timeout:
+                control.reason = "timeout"
+                scope.cancel()
+                return
+            async with shielded(self.ctx.engine.begin()) as conn:
+                state = (
+                    await conn.execute(select(jobs.c.state).where(jobs.c.id == self.pk))
+                ).scalar_one()
+                if state != "processing":
+                    control.reason = "aborted"
+                    scope.cancel()
+                    return
+                for task_pk, value in list(control.progress.items()):
+                    if flushed.get(task_pk) != value and task_pk in control.running:
+                        flushed[task_pk] = value
+                        await conn.execute(
+                            update(tasks)
+                            .where(tasks.c.id == task_pk, tasks.c.status == "running")
+                            .values(progress=value, updated_at=utcnow())
+                        )
+
+    async def _run_task(
+        self,
+        row: Row[Any],
+        output_batch: str,
+        by_name: dict[str, StagedItem],
+        control: _Control,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        async with limiter:
+            names: list[str] = list(row.items)
+            found = tuple(by_name[name] for name in names if name in by_name)
+            missing = len(names) - len(found)
+            async with shielded(self.ctx.engine.begin()) as conn:
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == row.id)
+                    .values(
+                        status="running",
+                        attempts=tasks.c.attempts + 1,
+                        progress=0.0,
+                        updated_at=utcnow(),
+                    )
+                )
+            out_dir = self.job_run.task_dir("processing", row.task_id)
+            spec = self._task_spec(row.task_id, found, out_dir)
+            control.running[row.id] = time.monotonic()
+            try:
+                outcome = await self.ctx.executor.run_task(
+                    spec, on_progress=lambda value: control.progress.__setitem__(row.id, value)
+                )
+            except TaskFailedError as exc:
+                elapsed = time.monotonic() - control.running.pop(row.id)
+                control.done_seconds += elapsed
+                await self.job_run.finish_task(
+                    row, "failed", {"reason": str(exc)}, machine_seconds=elapsed
+                )
+                await self.job_run.log(
+                    "error", "task-failed", {"reason": str(exc)},
+                    stage_id="processing", task_id=row.task_id,
+                )  # fmt: skip
+                return
+            control.running.pop(row.id, None)
+            control.done_seconds += outcome.machine_seconds
+            failed = outcome.failed + missing
+            rate = failed / len(names) if names else 0.0
+            counts = {"processed": outcome.processed, "failed": failed, "items": len(names)}
+            if rate > self.definition.max_image_failure_rate:
+                await self.job_run.finish_task(
+                    row, "failed", {"reason": "failure-rate-exceeded", **counts},
+                    machine_seconds=outcome.machine_seconds, processed=outcome.processed,
+                    failed=failed,
+                )  # fmt: skip
+                await self.job_run.log(
+                    "error",
+                    "failure-rate-exceeded",
+                    {
+                        **counts,
+                        "failureRate": rate,
+                        "maxImageFailureRate": self.definition.max_image_failure_rate,
+                        "errors": list(outcome.errors),
+                    },
+                    stage_id="processing",
+                    task_id=row.task_id,
+                )
+                return
+            await self._publish(output_batch, out_dir, outcome.image_files, outcome.result_file)
+            await self.job_run.finish_task(
+                row, "succeeded", counts,
+                machine_seconds=outcome.machine_seconds, processed=outcome.processed,
+                failed=failed, result_file=outcome.result_file.name,
+            )  # fmt: skip
+            if failed:
+                await self.job_run.log(
+                    "warning", "items-failed", {**counts, "errors": list(outcome.errors)},
+                    stage_id="processing", task_id=row.task_id,
+                )  # fmt: skip
+            await anyio.to_thread.run_sync(shutil.rmtree, out_dir, True)
+
+    def _task_spec(self, task_id: str, items: tuple[StagedItem, ...], out_dir: Path) -> TaskSpec:
+        spec = self.definition.processing_specification
+        compute = self.definition.compute_configuration
+        return TaskSpec(
+            job_id=self.job.job_id,
+            task_id=task_id,
+            workflow_id=spec.workflow_id,
+            job_type=self.definition.type,
+            items=items,
+            params=dict(spec.workflow_parameters),
+            max_video_fps=spec.max_video_fps,
+            machine_type=compute.machine_type,
+            workers=compute.workers_per_machine,
+            aggregation_format=spec.aggregation_format,
+            persist_outputs=spec.persist_images_outputs,
+            outputs_to_persist=tuple(spec.images_outputs_to_be_persisted),
+            output_dir=out_dir,
+            workflows_file=self.ctx.workflows_file,
+            image_input_name=spec.image_input_name,
+            runner=self.ctx.runner,
+        )
+
+    async def _publish(
+        self, batch: str, out_dir: Path, images: Sequence[Path], result_file: Path
+    ) -> None:
+        """Images first, the result file last: its presence means the task's output is whole."""
+        workspace = self.job.workspace
+        for path in images:
+            name = path.relative_to(out_dir).as_posix()
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            await self.ctx.staging.add_output_file(
+                workspace, batch, name, path, content_type=content_type, part_name="images"
+            )
+        fmt = self.definition.processing_specification.aggregation_format
+        await self.ctx.staging.add_output_file(
+            workspace,
+            batch,
+            result_file.name,
+            result_file,
+            content_type=_RESULT_TYPES[fmt],
+            part_name="results",
+        )
+
+    async def _close(self, stage_pk: int, control: _Control) -> bool:
+        now = utcnow()
+        mono = time.monotonic()
+        async with shielded(self.ctx.engine.begin()) as conn:
+            for task_pk, started in control.running.items():
+                stopped = "failed" if control.reason == "timeout" else "aborted"
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task_pk, tasks.c.status == "running")
+                    .values(
+                        status=stopped,
+                        notification={"reason": control.reason or "stopped"},
+                        machine_seconds=tasks.c.machine_seconds + (mono - started),
+                        updated_at=now,
+                    )
+                )
+            if control.reason is not None:
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.stage_pk == stage_pk, tasks.c.status.in_(("pending", "running")))
+                    .values(
+                        status="aborted", notification={"reason": control.reason}, updated_at=now
+                    )
+                )
+            unsucceeded = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(tasks)
+                    .where(tasks.c.stage_pk == stage_pk, tasks.c.status != "succeeded")
+                )
+            ).scalar_one()
+            status = {"timeout": "failed", "aborted": "aborted"}.get(
+                control.reason or "", "succeeded" if unsucceeded == 0 else "failed"
+            )
+            await conn.execute(
+                update(stages)
+                .where(stages.c.id == stage_pk)
+                .values(status=status, notification={"failedTasks": unsucceeded}, updated_at=now)
+            )
+            if control.reason == "timeout":
+                if await self.job_run.transition(
+                    conn, "processing", state="failed", is_terminal=True, error=True,
+                    notified=False,
+                    last_notification={"type": "job-state", "state": "failed",
+                                       "reason": "processing-timeout"},
+                ):  # fmt: skip
+                    await write_log(
+                        conn,
+                        self.pk,
+                        "error",
+                        "processing-timeout",
+                        {
+                            "processingTimeoutSeconds": self.definition.processing_timeout_seconds,
+                            "machineSeconds": control.done_seconds
+                            + sum(mono - t for t in control.running.values()),
+                        },
+                        stage_id="processing",
+                    )
+                return False
+            if control.reason == "aborted":
+                return False
+            return await self.job_run.transition(
+                conn,
+                "processing",
+                state="export",
+                current_stage="export",
+                error=unsucceeded > 0,
+                last_notification={"type": "job-state", "state": "export"},
+            )

@@ -1,0 +1,218 @@
+"""FastAPI routes of the batch-processing API (PROTOCOL.md, BP prefix).
+
+The router carries no auth: the app adds it as a router-level dependency. The JobService comes
+from :func:`get_job_service` (``app.state.job_service``, or ``app.dependency_overrides``).
+Errors are ``{"error": "..."}`` with the status of the batchflow error class.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from batchflow.errors import (
+    AuthError,
+    BatchflowError,
+    ConflictError,
+    NotFoundError,
+    TooLargeError,
+    TransientError,
+    UsageError,
+)
+from batchflow.protocol.jobs import (
+    JobResponse,
+    ListStagesResponse,
+    LogSeverity,
+    RestartOverrides,
+)
+from batchflow.server.jobs.service import JobService
+
+__all__ = ["PREFIX", "error_response", "error_status", "get_job_service", "router"]
+
+PREFIX = "/batch-processing/v1/external/{workspace}"
+router = APIRouter(prefix=PREFIX)
+_SEVERITIES = get_args(LogSeverity)
+
+
+def get_job_service(request: Request) -> JobService:
+    """The JobService of this request: ``request.state.job_service`` (set by the plugin's
+    router dependency) or ``app.state.job_service``; 503 until the job engine runs."""
+    service = getattr(request.state, "job_service", None) or getattr(
+        request.app.state, "job_service", None
+    )
+    if not isinstance(service, JobService):
+        raise TransientError("the job engine is not running yet", retry_after=1)
+    return service
+
+
+Service = Annotated[JobService, Depends(get_job_service)]
+PageSize = Annotated[str | None, Query(alias="pageSize")]
+PageToken = Annotated[str | None, Query(alias="nextPageToken")]
+
+
+def error_status(exc: BatchflowError) -> int:
+    """The HTTP status of a batchflow error raised while serving a request."""
+    for cls, status in (
+        (NotFoundError, 404),
+        (ConflictError, 409),
+        (TooLargeError, 413),
+        (AuthError, 401),
+        (UsageError, 400),
+        (TransientError, 503),
+    ):
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(exc: BatchflowError) -> JSONResponse:
+    """``{"error": ...}`` with the status of ``exc`` (and ``Retry-After`` when it has one)."""
+    headers = None
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return JSONResponse({"error": exc.message}, status_code=error_status(exc), headers=headers)
+
+
+async def _answer(call: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
+    try:
+        body = await call()
+    except BatchflowError as exc:
+        return error_response(exc)
+    return JSONResponse(body)
+
+
+def _page_size(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise UsageError(f"invalid pageSize {value!r}: not an integer") from exc
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON body: {exc}") from exc
+
+
+@router.get("/jobs")
+async def list_jobs(
+    workspace: str, service: Service, page_size: PageSize = None, token: PageToken = None
+) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        return (await service.list_jobs(workspace, _page_size(page_size), token)).wire()
+
+    return await _answer(call)
+
+
+@router.post("/jobs/{job_id}")
+async def create_job(
+    workspace: str,
+    job_id: str,
+    request: Request,
+    service: Service,
+    name: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise UsageError("the body must be a JSON object (a job definition)")
+        await service.create_job(workspace, job_id, body, name)
+        return {}
+
+    return await _answer(call)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(workspace: str, job_id: str, service: Service) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        return JobResponse(job=await service.get_job(workspace, job_id)).wire()
+
+    return await _answer(call)
+
+
+@router.get("/jobs/{job_id}/stages")
+async def list_stages(workspace: str, job_id: str, service: Service) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        return ListStagesResponse(stages=await service.list_stages(workspace, job_id)).wire()
+
+    return await _answer(call)
+
+
+@router.get("/jobs/{job_id}/stages/{stage_id}/tasks")
+async def list_tasks(
+    *,
+    workspace: str,
+    job_id: str,
+    stage_id: str,
+    service: Service,
+    page_size: PageSize = None,
+    token: PageToken = None,
+) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        page = await service.list_tasks(workspace, job_id, stage_id, _page_size(page_size), token)
+        return page.wire()
+
+    return await _answer(call)
+
+
+@router.post("/jobs/{job_id}/abort")
+async def abort_job(workspace: str, job_id: str, service: Service) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        await service.abort(workspace, job_id)
+        return {}
+
+    return await _answer(call)
+
+
+@router.post("/jobs/{job_id}/restart")
+async def restart_job(
+    workspace: str, job_id: str, request: Request, service: Service
+) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        body = await _json_body(request)
+        overrides = None
+        if body is not None:
+            try:
+                overrides = RestartOverrides.model_validate(body)
+            except ValidationError as exc:
+                raise UsageError(f"invalid restart overrides: {exc.errors()[0]['msg']}") from exc
+        await service.restart(workspace, job_id, overrides)
+        return {}
+
+    return await _answer(call)
+
+
+@router.get("/jobs/{job_id}/logs")
+async def list_logs(
+    *,
+    workspace: str,
+    job_id: str,
+    service: Service,
+    severity: Annotated[str | None, Query()] = None,
+    page_size: PageSize = None,
+    token: PageToken = None,
+) -> JSONResponse:
+    async def call() -> dict[str, Any]:
+        if severity is not None and severity not in _SEVERITIES:
+            raise UsageError(f"invalid severity {severity!r}: use info, warning or error")
+        page = await service.list_logs(
+            workspace,
+            job_id,
+            severity,  # type: ignore[arg-type]  # checked just above
+            _page_size(page_size),
+            token,
+        )
+        return page.wire()
+
+    return await _answer(call)
