@@ -1,0 +1,35 @@
+"""Export: concurrent, resumable, verified download of output batches, and safe extraction."""
+
+from __future__ import annotations
+
+from batchflow.export.download import (
+    EXTRACTED_MARKER,
+    ExportSummary,
+    FileOutcome,
+    FileSource,
+    export_batches,
+    output_batches,
+    raise_for_failures,
+    safe_destination,
+)
+from batchflow.export.extract import (
+    ExtractedArchive,
+    UnsafeArchiveError,
+    extract_archive,
+    is_archive,
+)
+
+__all__ = [
+    "EXTRACTED_MARKER",
+    "ExportSummary",
+    "ExtractedArchive",
+    "FileOutcome",
+    "FileSource",
+    "UnsafeArchiveError",
+    "export_batches",
+    "extract_archive",
+    "is_archive",
+    "output_batches",
+    "raise_for_failures",
+    "safe_destination",
+]
