@@ -91,12 +91,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one line per failure, its exit code, 130 on Ctrl-C."""
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(prog_name="batchflow", standalone_mode=True)
-    except KeyboardInterrupt:
+        result = cli.main(prog_name="batchflow", standalone_mode=False)
+    except (KeyboardInterrupt, click.Abort):
         if debug:
             raise
         click.echo("interrupted: re-run the same command to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -91,7 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def integrity(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("catalog.conflict", error=str(exc).splitlines()[0])
-        return error_response(409, "a concurrent request changed the same data, retry")
+        # an unhandled unique-key race: the retry sees the other request's committed row
+        return error_response(
+            503, "a concurrent request changed the same data, retry", {"Retry-After": "1"}
+        )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", path=request.url.path, exc_info=exc)

@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -54,6 +55,25 @@ def test_upload_image_then_download_with_range(
         assert part.status_code == 206
         assert part.content == data[2:12]
         assert part.headers["content-range"] == f"bytes 2-11/{len(data)}"
+
+
+def test_concurrent_first_uploads_into_a_new_batch_all_land(
+    client: httpx.Client, staging_server: ServerHandle, batch_id: str
+) -> None:
+    # several requests race to create the batch; none may delete another's fresh batch
+    names = [f"race-{i}.jpg" for i in range(8)]
+    with httpx.Client(headers=client.headers, timeout=30, trust_env=False) as other:
+
+        def send(name: str) -> int:
+            return _upload_image(
+                other, staging_server, batch_id, name, image_bytes(name)
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(send, names))
+    assert statuses == [200] * len(names)
+    count = client.get(f"{staging_server.ds}/batches/{batch_id}/count").json()
+    assert count == {"count": len(names)}
 
 
 def test_signed_url_tampering_and_expiry(

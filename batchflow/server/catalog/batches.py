@@ -143,11 +143,16 @@ async def get_or_create_batch(
     """The batch, created when missing; 409 when it exists with another mode or content type."""
     batch = await find_batch(conn, workspace, batch_id)
     if batch is None:
-        # an expired batch the sweeper has not removed yet would block the unique key
-        await conn.execute(
-            batches.delete().where(batches.c.workspace == workspace, batches.c.batch_id == batch_id)
-        )
+        # an expired batch the sweeper has not removed yet would block the unique key; only an
+        # expired one: a live batch a concurrent request just created must survive
         now = utcnow()
+        await conn.execute(
+            batches.delete().where(
+                batches.c.workspace == workspace,
+                batches.c.batch_id == batch_id,
+                batches.c.expires_at <= now,
+            )
+        )
         result = await conn.execute(
             batches.insert().values(
                 workspace=workspace,
