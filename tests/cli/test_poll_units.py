@@ -14,7 +14,8 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchflow.cli._output import Output
-from batchflow.cli.jobs import PollSettings, RunArgs, _poll
+from batchflow.cli._poll import PollSettings, poll_job
+from batchflow.cli.jobs import RunArgs
 from batchflow.errors import (
     DeadlineExceeded,
     JobFailedError,
@@ -80,7 +81,7 @@ class FakeJobs:
 
 def poll_json(fake: FakeJobs, settings: PollSettings, capsys: pytest.CaptureFixture[str]) -> Any:
     async def main() -> None:
-        await _poll(fake, "job-abc", settings, Output(json_mode=True))  # type: ignore[arg-type]
+        await poll_job(fake, "job-abc", settings, Output(json_mode=True))  # type: ignore[arg-type]
 
     try:
         anyio.run(main)
@@ -142,12 +143,12 @@ def test_poll_backs_off_while_nothing_changes(monkeypatch: pytest.MonkeyPatch) -
         slept.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr("batchflow.cli.jobs.anyio.sleep", record)
+    monkeypatch.setattr("batchflow.cli._poll.anyio.sleep", record)
     fake = FakeJobs(rounds=8)
 
     async def main() -> None:
         out = Output(json_mode=True)
-        await _poll(fake, "job-abc", PollSettings(interval=1.0, max_interval=3.0), out)  # type: ignore[arg-type]
+        await poll_job(fake, "job-abc", PollSettings(interval=1.0, max_interval=3.0), out)  # type: ignore[arg-type]
 
     anyio.run(main)
     assert slept[0] == 1.0  # the first round changed things: base interval
