@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "ID_TYPE",
     "as_utc",
+    "timestamp_column",
     "batches",
     "files",
     "ingests",
@@ -43,7 +45,8 @@ __all__ = [
 
 metadata = MetaData()
 
-_ID = BigInteger().with_variant(Integer(), "sqlite")
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+_ID = ID_TYPE
 
 
 def utcnow() -> datetime:
@@ -55,7 +58,8 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _ts(name: str, *, nullable: bool = False) -> Column[datetime]:
+def timestamp_column(name: str, *, nullable: bool = False) -> Column[datetime]:
+    """A UTC timestamp column (read it back through :func:`as_utc`)."""
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 
@@ -70,8 +74,8 @@ batches = Table(
     Column("content_type", String(32), nullable=False),
     # simple | bulk | output: simple and bulk uploads never mix in one batch
     Column("upload_mode", String(16), nullable=False),
-    _ts("created_at"),
-    _ts("expires_at"),
+    timestamp_column("created_at"),
+    timestamp_column("expires_at"),
     UniqueConstraint("workspace", "batch_id", name="uq_batches_ws_id"),
     sqlite_autoincrement=True,
 )
@@ -88,8 +92,8 @@ ingests = Table(
     Column("categories", JSON, nullable=False),
     Column("state", String(16), nullable=False),  # in-progress | completed | failed
     Column("error", Text, nullable=True),
-    _ts("created_at"),
-    _ts("updated_at"),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
     UniqueConstraint("batch_pk", "ingest_id", name="uq_ingests_batch_id"),
     sqlite_autoincrement=True,
 )
@@ -103,7 +107,7 @@ shards = Table(
     Column("shard_id", String(160), nullable=False),
     Column("objects_count", Integer, nullable=False),
     Column("state", String(16), nullable=False),  # pending | in-progress | completed | failed
-    _ts("updated_at"),
+    timestamp_column("updated_at"),
     UniqueConstraint("batch_pk", "shard_id", name="uq_shards_batch_id"),
     sqlite_autoincrement=True,
 )
@@ -125,7 +129,7 @@ files = Table(
     Column("blob_key", String(256), nullable=True),
     Column("failure_type", String(64), nullable=True),
     Column("failure_reason", Text, nullable=True),
-    _ts("created_at"),
+    timestamp_column("created_at"),
     sqlite_autoincrement=True,
 )
 Index(
@@ -155,8 +159,8 @@ uploads = Table(
     Column("size", BigInteger, nullable=True),
     Column("sha256", String(64), nullable=True),
     Column("error", Text, nullable=True),
-    _ts("created_at"),
-    _ts("expires_at"),
+    timestamp_column("created_at"),
+    timestamp_column("expires_at"),
     sqlite_autoincrement=True,
 )
 
@@ -168,10 +172,10 @@ outbox = Table(
     Column("body", JSON, nullable=False),
     Column("authorization", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
-    _ts("next_attempt_at"),
+    timestamp_column("next_attempt_at"),
     Column("state", String(16), nullable=False),  # pending | delivered | failed
     Column("last_error", Text, nullable=True),
-    _ts("created_at"),
+    timestamp_column("created_at"),
     sqlite_autoincrement=True,
 )
 Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)

@@ -16,14 +16,10 @@ that did not succeed back to ``pending`` and re-plans the export stage.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -34,6 +30,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from batchflow.server.catalog.schema import ID_TYPE, as_utc, timestamp_column, utcnow
 
 __all__ = [
     "TERMINAL_STATES",
@@ -49,20 +47,8 @@ __all__ = [
 metadata = MetaData()
 TERMINAL_STATES = frozenset({"completed", "failed", "aborted"})
 
-_ID = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """A timestamp read from the catalog, as an aware UTC datetime."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _ts(name: str, *, nullable: bool = False) -> Column[datetime]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+_ID = ID_TYPE
+_ts = timestamp_column
 
 
 jobs = Table(
