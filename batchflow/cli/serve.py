@@ -134,6 +134,18 @@ def _run_server(
 @click.option("--public-url", help="Base URL of signed blob URLs (default http://host:port).")
 @click.option("--batch-ttl", default="7d", show_default=True, help="How long batches live.")
 @click.option("--log-level", type=click.Choice(_LEVELS), default="info", show_default=True)
+@click.option(
+    "--workflows-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="BATCHFLOW_WORKFLOWS_FILE",
+    help="TOML file of user/remote workflows (env BATCHFLOW_WORKFLOWS_FILE).",
+)
+@click.option(
+    "--job-workers",
+    type=click.IntRange(min=1),
+    envvar="BATCHFLOW_JOB_WORKERS",
+    help="Job worker processes (env BATCHFLOW_JOB_WORKERS; default: CPU count).",
+)
 @click.option("--sweep-interval", type=float, default=60.0, hidden=True)
 @click.option("--shard-size", type=click.IntRange(1, 20_000), default=5000, hidden=True)
 def serve(  # noqa: PLR0917  (one parameter per click option)
@@ -147,6 +159,8 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
     public_url: str | None,
     batch_ttl: str,
     log_level: str,
+    workflows_file: Path | None,
+    job_workers: int | None,
     sweep_interval: float,
     shard_size: int,
 ) -> None:
@@ -191,6 +205,8 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
             batch_ttl=ttl,
             sweep_interval=sweep_interval,
             shard_size=shard_size,
+            workflows_file=workflows_file.expanduser().resolve() if workflows_file else None,
+            job_workers=job_workers,
         )
         app = create_app(settings, plugins=default_plugins())
         started = _run_server(

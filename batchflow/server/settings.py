@@ -89,6 +89,9 @@ class ServerSettings:
     shard_size: int = 5000
     sweep_interval: float = 60.0
     webhook_poll_interval: float = 1.0
+    # job engine (read by batchflow.server.jobs.plugin; None: its env fallbacks / CPU count)
+    workflows_file: Path | None = None
+    job_workers: int | None = None
 
     @property
     def catalog_url(self) -> str:

@@ -6,8 +6,10 @@ via ``OutboxNotifier``, the workflow registry, a :class:`LocalProcessExecutor`, 
 :class:`Scheduler` running in the app's task group. The routes get the API-key check and the
 plugin's :class:`JobService` as router-level dependencies.
 
-Environment (until the CLI grows flags): ``BATCHFLOW_WORKFLOWS_FILE`` (a workflows file for the
-registry) and ``BATCHFLOW_JOB_WORKERS`` (worker processes, default: CPU count).
+Settings: ``ServerSettings.workflows_file`` / ``job_workers`` (``batchflow serve
+--workflows-file`` / ``--job-workers``) win; otherwise the plugin's own values, which
+:func:`server_plugin` reads from ``BATCHFLOW_WORKFLOWS_FILE`` (a workflows file for the registry)
+and ``BATCHFLOW_JOB_WORKERS`` (worker processes, default: CPU count).
 """
 
 from __future__ import annotations
@@ -96,8 +98,15 @@ class JobsPlugin:
 
     def routers(self) -> Sequence[APIRouter]:
         from batchflow.server.auth import require_api_key
+        from batchflow.server.routes.staging import check_workspace
 
-        outer = APIRouter(dependencies=[Depends(require_api_key), Depends(self._provide)])
+        outer = APIRouter(
+            dependencies=[
+                Depends(require_api_key),
+                Depends(check_workspace),
+                Depends(self._provide),
+            ]
+        )
         outer.include_router(jobs_router)
         return [outer]
 
@@ -110,13 +119,14 @@ class JobsPlugin:
         """Start the scheduler; serve until cancelled; stop the worker processes."""
         from batchflow.server.staging_port import CatalogStagingPort, OutboxNotifier
 
-        workflows_file = self.workflows_file
+        workflows_file = ctx.settings.workflows_file or self.workflows_file
+        workers = ctx.settings.job_workers or self.workers
         known = KnownWorkflows(workflows_file)
         staging = CatalogStagingPort(ctx.staging)
         notifier = OutboxNotifier(ctx.staging, ctx.publishable_key, ctx.dispatcher.wake)
         config = self.config or SchedulerConfig(work_dir=ctx.settings.data_dir / "jobs")
         config = replace(config, workflows_file=workflows_file)
-        executor = self.executor or LocalProcessExecutor(self.workers)
+        executor = self.executor or LocalProcessExecutor(workers)
         scheduler = Scheduler(ctx.engine, staging, executor, notifier, config)
         try:
             async with anyio.create_task_group() as group:

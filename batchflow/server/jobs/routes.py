@@ -95,6 +95,13 @@ def _page_size(value: str | None) -> int | None:
         raise UsageError(f"invalid pageSize {value!r}: not an integer") from exc
 
 
+def _with_token(body: dict[str, Any]) -> dict[str, Any]:
+    """``nextPageToken: null`` on the last page: the reference client's models of the jobs and
+    tasks listings require the key (``Optional[str]`` without a default)."""
+    body.setdefault("nextPageToken", None)
+    return body
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
@@ -110,7 +117,9 @@ async def list_jobs(
     workspace: str, service: Service, page_size: PageSize = None, token: PageToken = None
 ) -> JSONResponse:
     async def call() -> dict[str, Any]:
-        return (await service.list_jobs(workspace, _page_size(page_size), token)).wire()
+        return _with_token(
+            (await service.list_jobs(workspace, _page_size(page_size), token)).wire()
+        )
 
     return await _answer(call)
 
@@ -161,7 +170,7 @@ async def list_tasks(
 ) -> JSONResponse:
     async def call() -> dict[str, Any]:
         page = await service.list_tasks(workspace, job_id, stage_id, _page_size(page_size), token)
-        return page.wire()
+        return _with_token(page.wire())
 
     return await _answer(call)
 
