@@ -7,6 +7,7 @@ The venv is built once under ``.cache/refclient-venv`` in the repository (or
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,12 +30,16 @@ def _ensure_refclient() -> Path:
     if exe.exists() and marker.exists() and marker.read_text().strip() == REQUIREMENT:
         return exe
     VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
-    subprocess.run(
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", REQUIREMENT],
-        check=True,
-        timeout=900,
-    )
+    uv = shutil.which("uv")
+    if uv:  # several times faster than pip for this dependency tree
+        subprocess.run([uv, "venv", "-q", "--clear", "--python", sys.executable, str(VENV)], check=True,
+                       timeout=300)  # fmt: skip
+        install = [uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
+    else:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True,
+                       timeout=300)  # fmt: skip
+        install = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*install, REQUIREMENT], check=True, timeout=900)
     marker.write_text(REQUIREMENT + "\n")
     return exe
 
