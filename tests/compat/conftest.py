@@ -32,8 +32,8 @@ def _ensure_refclient() -> Path:
     VENV.parent.mkdir(parents=True, exist_ok=True)
     uv = shutil.which("uv")
     if uv:  # several times faster than pip for this dependency tree
-        subprocess.run([uv, "venv", "-q", "--clear", "--python", sys.executable, str(VENV)], check=True,
-                       timeout=300)  # fmt: skip
+        venv = [uv, "venv", "-q", "--clear", "--python", sys.executable, str(VENV)]
+        subprocess.run(venv, check=True, timeout=300)
         install = [uv, "pip", "install", "-q", "--python", str(VENV / "bin" / "python")]
     else:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True,
