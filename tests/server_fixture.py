@@ -117,6 +117,20 @@ def pg_database() -> Iterator[str]:
         _pg(lambda conn: conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the data dir) or a fresh PostgreSQL database of this test alone."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = "bf_" + secrets.token_hex(6)
+    _pg(lambda conn: conn.execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://{PG_SERVER}/{name}"
+    finally:
+        _pg(lambda conn: conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )

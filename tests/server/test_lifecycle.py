@@ -46,9 +46,9 @@ def test_port_zero_writes_server_json_and_generates_a_key(tmp_path: Path) -> Non
 
 
 def test_restart_mid_ingest_stages_every_file_once(
-    server_factory: Callable[..., ServerHandle], origin: Origin
+    server_factory: Callable[..., ServerHandle], origin: Origin, catalog_url: str | None
 ) -> None:
-    server = server_factory("--allow-url", "127.0.0.1")
+    server = server_factory("--allow-url", "127.0.0.1", database_url=catalog_url)
     names = [f"slow{i:02d}.jpg" for i in range(64)]
     refs = [{"name": n, "url": origin.url(f"/slow/{n}")} for n in names]
     with server.client() as client:
