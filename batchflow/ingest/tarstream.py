@@ -13,6 +13,7 @@ import tarfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
@@ -21,7 +22,7 @@ from batchflow.errors import PermanentError
 __all__ = ["TarEntry", "TarPlan", "FileChangedError", "plan_tar"]
 
 _BLOCK = 512
-_CHUNK = 1 << 20
+_BLOCK_TARGET = 1 << 20
 _END = b"\0" * (2 * _BLOCK)
 
 
@@ -61,36 +62,86 @@ class TarPlan:
     size: int
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """Yield the archive bytes; raises :class:`FileChangedError` if a file no longer fits."""
-        for entry, header in zip(self.entries, self.headers, strict=True):
-            yield header
+        """Yield the archive bytes; raises :class:`FileChangedError` if a file no longer fits.
+
+        Blocks of about 1 MiB are assembled in a worker thread (headers, many small files,
+        padding together), so a tar of 256 thumbnails is a handful of thread hops and writes,
+        not thousands.
+        """
+        reader = _BlockReader(self)
+        try:
+            while block := await anyio.to_thread.run_sync(reader.next_block):
+                yield block
+        finally:
+            reader.close()
+
+
+def _changed(entry: TarEntry) -> FileChangedError:
+    return FileChangedError(f"{entry.path}: changed size while it was being sent; run again")
+
+
+class _BlockReader:
+    """Produces the tar's bytes block by block; runs in a worker thread, one call at a time."""
+
+    def __init__(self, plan: TarPlan) -> None:
+        self.plan = plan
+        self.index = 0
+        self.handle: BinaryIO | None = None
+        self.left = 0  # bytes still to read from ``handle``
+        self.ended = False
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def next_block(self) -> bytes:
+        out = bytearray()
+        while len(out) < _BLOCK_TARGET:
+            if self.handle is not None:
+                self._read_file(out)
+                continue
+            if self.index >= len(self.plan.entries):
+                if not self.ended:
+                    out += _END
+                    self.ended = True
+                break
+            entry = self.plan.entries[self.index]
+            out += self.plan.headers[self.index]
             if entry.data is not None:
-                yield entry.data
+                out += entry.data
+                out += b"\0" * _padding(entry.size)
+                self.index += 1
             else:
-                assert entry.path is not None
-                async for chunk in _read_exact(entry.path, entry.size):
-                    yield chunk
-            pad = _padding(entry.size)
-            if pad:
-                yield b"\0" * pad
-        yield _END
+                self._open(entry)
+        return bytes(out)
 
+    def _open(self, entry: TarEntry) -> None:
+        assert entry.path is not None
+        try:
+            self.handle = entry.path.open("rb")
+        except OSError as exc:
+            raise FileChangedError(f"{entry.path}: cannot read ({exc.strerror or exc})") from exc
+        self.left = entry.size
 
-async def _read_exact(path: Path, size: int) -> AsyncIterator[bytes]:
-    sent = 0
-    try:
-        async with await anyio.open_file(path, "rb") as handle:
-            while sent < size:
-                chunk = await handle.read(min(_CHUNK, size - sent))
+    def _read_file(self, out: bytearray) -> None:
+        entry = self.plan.entries[self.index]
+        assert self.handle is not None
+        try:
+            if self.left:
+                chunk = self.handle.read(min(self.left, _BLOCK_TARGET - len(out)))
                 if not chunk:
-                    break
-                sent += len(chunk)
-                yield chunk
-            extra = await handle.read(1)
-    except OSError as exc:
-        raise FileChangedError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if sent != size or extra:
-        raise FileChangedError(f"{path}: changed size while it was being sent; run again")
+                    raise _changed(entry)
+                self.left -= len(chunk)
+                out += chunk
+            if self.left == 0:
+                if self.handle.read(1):
+                    raise _changed(entry)
+                self.close()
+                out += b"\0" * _padding(entry.size)
+                self.index += 1
+        except OSError as exc:
+            raise FileChangedError(f"{entry.path}: cannot read ({exc.strerror or exc})") from exc
 
 
 def plan_tar(entries: Sequence[TarEntry], *, config: dict[str, str] | None = None) -> TarPlan:

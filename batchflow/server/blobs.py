@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import anyio
@@ -26,6 +26,7 @@ from batchflow.errors import TooLargeError, UsageError
 __all__ = ["BlobInfo", "BlobStore", "LocalBlobStore", "UrlSigner"]
 
 _CHUNK = 1024 * 1024
+_WRITE_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,11 @@ class BlobStore(Protocol):
         self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
     ) -> BlobInfo: ...
 
-    async def put_file(self, key: str, source: Path) -> BlobInfo:
-        """Move ``source`` (a temp file on the same disk) into the store."""
+    async def put_file(self, key: str, source: Path, *, info: BlobInfo | None = None) -> BlobInfo:
+        """Move ``source`` (a temp file on the same disk) into the store.
+
+        ``info`` is the size and digest when the caller computed them while writing ``source``.
+        """
         ...
 
     def local_path(self, key: str) -> Path:
@@ -65,6 +69,11 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_block(handle: BinaryIO, digest: hashlib._Hash, block: bytes) -> None:
+    digest.update(block)
+    handle.write(block)
 
 
 def _sha256_file(path: Path) -> BlobInfo:
@@ -98,26 +107,36 @@ class LocalBlobStore:
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
     ) -> BlobInfo:
+        # Small network chunks are gathered into ~1 MiB blocks: one worker-thread hop per
+        # block (write + hash there), not one per chunk.
         tmp = self.temp_path()
         digest = hashlib.sha256()
         size = 0
+        pending = bytearray()
         try:
-            async with await anyio.open_file(tmp, "wb") as handle:
+            handle = await anyio.to_thread.run_sync(tmp.open, "wb")
+            try:
                 async for chunk in chunks:
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
                         raise TooLargeError(f"body is larger than {max_bytes} bytes")
-                    digest.update(chunk)
-                    await handle.write(chunk)
-                await handle.flush()
-                await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
-            await self._install(tmp, key)
+                    pending += chunk
+                    if len(pending) >= _WRITE_BLOCK:
+                        block = bytes(pending)
+                        pending.clear()
+                        await anyio.to_thread.run_sync(_write_block, handle, digest, block)
+                if pending:
+                    await anyio.to_thread.run_sync(_write_block, handle, digest, bytes(pending))
+            finally:
+                await anyio.to_thread.run_sync(handle.close)
+            await self._install(tmp, key)  # fsyncs the file and its folder
         finally:
             tmp.unlink(missing_ok=True)
         return BlobInfo(size=size, sha256=digest.hexdigest())
 
-    async def put_file(self, key: str, source: Path) -> BlobInfo:
-        info = await anyio.to_thread.run_sync(_sha256_file, source)
+    async def put_file(self, key: str, source: Path, *, info: BlobInfo | None = None) -> BlobInfo:
+        if info is None:
+            info = await anyio.to_thread.run_sync(_sha256_file, source)
         await self._install(source, key)
         return info
 

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 import httpx
 import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -25,6 +26,7 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, ConflictError, UsageError
 from batchflow.protocol.ids import validate_batch_id
 from batchflow.protocol.staging import IngestResponse, ReferencesIngestRequest
+from batchflow.server.blobs import BlobInfo
 from batchflow.server.catalog.batches import get_or_create_batch
 from batchflow.server.catalog.ingests import (
     DEFAULT_CATEGORIES,
@@ -33,6 +35,7 @@ from batchflow.server.catalog.ingests import (
     PendingFile,
     create_reference_ingest,
     find_ingest,
+    finish_shard_if_done,
     pending_files,
     record_file,
 )
@@ -55,6 +58,7 @@ MAX_REFERENCES_FILE_BYTES = 256 * 1024 * 1024
 MAX_VIDEO_BYTES = 4 * 1024 * 1024 * 1024
 _INGEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PAGE = 256
+_RECORD_GROUP = 256
 _FETCH_RETRY = RetryPolicy(
     max_attempts=3, base_delay=0.2, max_delay=2.0, deadline=120.0, max_retry_after=5.0
 )
@@ -231,13 +235,23 @@ class IngestWorker:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Fetch queued references forever (bounded concurrency); resumes queued rows at start."""
+        """Fetch queued references forever (bounded concurrency); resumes queued rows at start.
+
+        Fetchers hand their outcomes to one recorder that commits them in groups (one
+        transaction per group, each shard completed once per group): a commit per file capped
+        staging at a few dozen files a second.
+        """
         concurrency = self.settings.fetch_concurrency
         send, receive = anyio.create_memory_object_stream[PendingFile](concurrency)
+        done_send, done_receive = anyio.create_memory_object_stream[
+            tuple[PendingFile, FileOutcome]
+        ](concurrency * 4)
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._recorder, done_receive)
             for _ in range(concurrency):
-                tg.start_soon(self._consume, receive.clone())
+                tg.start_soon(self._consume, receive.clone(), done_send.clone())
             receive.close()
+            done_send.close()
             task_status.started()
             async with send:
                 while True:
@@ -262,25 +276,73 @@ class IngestWorker:
                 return
             after = page[-1].pk
 
-    async def _consume(self, receive: anyio.abc.ObjectReceiveStream[PendingFile]) -> None:
-        async with receive:
+    def _release(self, item: PendingFile) -> None:
+        self._in_flight.discard(item.pk)
+        self._finished.add(item.pk)
+
+    async def _consume(
+        self,
+        receive: anyio.abc.ObjectReceiveStream[PendingFile],
+        done: anyio.abc.ObjectSendStream[tuple[PendingFile, FileOutcome]],
+    ) -> None:
+        async with receive, done:
             async for item in receive:
                 try:
-                    await self._process(item)
-                except (BatchflowError, SQLAlchemyError, OSError) as exc:
-                    # catalog or disk trouble: the row stays queued for the next pass
+                    outcome = await self._fetch(item)
+                except (BatchflowError, OSError) as exc:
+                    # disk trouble: the row stays queued for the next pass
                     log.warning("ingest.file_error", file=item.name, error=str(exc))
+                    self._release(item)
+                    continue
                 except Exception:  # one bad file must not stop the server
                     log.exception("ingest.file_crashed", file=item.name)
-                finally:
-                    self._in_flight.discard(item.pk)
-                    self._finished.add(item.pk)
+                    self._release(item)
+                    continue
+                await done.send((item, outcome))
 
-    async def _process(self, item: PendingFile) -> None:
+    async def _recorder(
+        self, receive: MemoryObjectReceiveStream[tuple[PendingFile, FileOutcome]]
+    ) -> None:
+        async with receive:
+            async for first in receive:
+                group = [first]
+                while len(group) < _RECORD_GROUP:
+                    try:
+                        group.append(receive.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                try:
+                    await self._record_outcomes(group)
+                except SQLAlchemyError as exc:  # rows stay queued; fetches repeat (same keys)
+                    log.warning("ingest.record_failed", error=str(exc).splitlines()[0])
+                finally:
+                    for item, _ in group:
+                        self._release(item)
+
+    async def _record_outcomes(self, group: list[tuple[PendingFile, FileOutcome]]) -> None:
+        gone: list[str] = []
+        async with self.staging.engine.begin() as conn:
+            touched: set[int] = set()
+            for item, outcome in group:
+                shard = await record_file(
+                    conn, item.pk, outcome, authorization=self.authorization, finish_shard=False
+                )
+                if shard:
+                    touched.add(shard)
+                elif shard is None and outcome.blob_key:
+                    exists = await conn.scalar(select(files.c.id).where(files.c.id == item.pk))
+                    if exists is None:  # the batch was swept meanwhile
+                        gone.append(outcome.blob_key)
+            for shard_pk in sorted(touched):
+                await finish_shard_if_done(conn, shard_pk, authorization=self.authorization)
+        for key in gone:
+            await self.staging.blobs.delete(key)
+        self.on_outbox()
+
+    async def _fetch(self, item: PendingFile) -> FileOutcome:
         images = item.kind == "image-references"
         max_bytes = self.settings.limits.max_image_bytes if images else MAX_VIDEO_BYTES
         dest = self.staging.blobs.temp_path()
-        outcome: FileOutcome
         try:
             try:
                 result = await fetch_to_file(
@@ -292,36 +354,25 @@ class IngestWorker:
                     retry=_FETCH_RETRY,
                 )
             except DownloadTooLargeError as exc:
-                outcome = FileOutcome(
+                return FileOutcome(
                     failure_type="file-size-limit-exceeded", failure_reason=exc.message
                 )
             except UnsafeUrlError as exc:
-                outcome = FileOutcome(
-                    failure_type="unsafe-url-detected", failure_reason=exc.message
-                )
+                return FileOutcome(failure_type="unsafe-url-detected", failure_reason=exc.message)
             except (DownloadFailedError, BatchflowError, OSError) as exc:
-                outcome = FileOutcome(failure_type="download-failed", failure_reason=str(exc))
-            else:
-                # one key per queued row: a fetch repeated after a crash overwrites, never leaks
-                key = f"b{item.batch_pk}/r{item.pk}"
-                info = await self.staging.blobs.put_file(key, dest)
-                outcome = FileOutcome(
-                    blob_key=key,
-                    size=info.size,
-                    sha256=info.sha256,
-                    content_type=guess_content_type(item.name, result.content_type),
-                )
+                return FileOutcome(failure_type="download-failed", failure_reason=str(exc))
+            # one key per queued row: a fetch repeated after a crash overwrites, never leaks
+            key = f"b{item.batch_pk}/r{item.pk}"
+            info = BlobInfo(size=result.size, sha256=result.sha256)  # hashed while fetched
+            await self.staging.blobs.put_file(key, dest, info=info)
+            return FileOutcome(
+                blob_key=key,
+                size=info.size,
+                sha256=info.sha256,
+                content_type=guess_content_type(item.name, result.content_type),
+            )
         finally:
             dest.unlink(missing_ok=True)
-        async with self.staging.engine.begin() as conn:
-            changed = await record_file(conn, item.pk, outcome, authorization=self.authorization)
-            gone = (
-                not changed
-                and await conn.scalar(select(files.c.id).where(files.c.id == item.pk)) is None
-            )
-        if gone and outcome.blob_key:  # the batch was swept meanwhile
-            await self.staging.blobs.delete(outcome.blob_key)
-        self.on_outbox()
 
 
 def _parse_jsonl(path: Path, limit: int) -> list[tuple[str, str]]:

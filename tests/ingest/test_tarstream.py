@@ -5,6 +5,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,3 +68,25 @@ def test_planned_size_matches_stream_for_any_sizes(sizes: list[int]) -> None:
     entries = [TarEntry(name=f"d/{i}.jpg", size=s, data=b"z" * s) for i, s in enumerate(sizes)]
     plan = plan_tar(entries)
     assert len(read_plan_bytes(plan)) == plan.size
+
+
+def test_small_files_are_coalesced_and_big_files_span_blocks(tmp_path: Path) -> None:
+    small = _entries(tmp_path, [1000] * 300, [f"s/{i}.jpg" for i in range(300)])
+    big_path = tmp_path / "big"
+    big_path.write_bytes(bytes(range(256)) * (3 * 4096 + 7))  # ~3 MiB, not block aligned
+    big = TarEntry(name="b/big.jpg", size=big_path.stat().st_size, path=big_path)
+    plan = plan_tar([*small, big])
+
+    async def blocks() -> list[bytes]:
+        return [block async for block in plan.stream()]
+
+    parts = anyio.run(blocks)
+    assert len(parts) <= 6  # ~3.5 MiB in ~1 MiB blocks, not one write per header or file
+    data = b"".join(parts)
+    assert len(data) == plan.size
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+        member = tf.getmember("b/big.jpg")
+        body = tf.extractfile(member)
+        assert body is not None
+        assert body.read() == big_path.read_bytes()
+        assert len(tf.getmembers()) == 301

@@ -231,9 +231,19 @@ async def pending_files(conn: AsyncConnection, *, limit: int, after: int = 0) ->
 
 
 async def record_file(
-    conn: AsyncConnection, file_pk: int, outcome: FileOutcome, *, authorization: str | None
-) -> bool:
-    """Store a queued file's outcome (once) and complete its shard when it was the last."""
+    conn: AsyncConnection,
+    file_pk: int,
+    outcome: FileOutcome,
+    *,
+    authorization: str | None,
+    finish_shard: bool = True,
+) -> int | None:
+    """Store a queued file's outcome (once) and complete its shard when it was the last.
+
+    Returns the file's shard pk (0 without one) when the row changed, None when it was not
+    pending any more. With ``finish_shard=False`` the caller completes shards itself (once per
+    shard for a group of files recorded in one transaction).
+    """
     status = "failed" if outcome.failure_type else "ok"
     result = await conn.execute(
         update(files)
@@ -251,10 +261,10 @@ async def record_file(
     )
     row = result.first()
     if row is None:
-        return False
-    if row.shard_pk is not None:
+        return None
+    if row.shard_pk is not None and finish_shard:
         await finish_shard_if_done(conn, row.shard_pk, authorization=authorization)
-    return True
+    return int(row.shard_pk or 0)
 
 
 async def finish_shard_if_done(
