@@ -33,5 +33,8 @@ bench-quick: install
 demo: install
 	$(PY) -m batchflow.demo
 
+reliability: install
+	BATCHFLOW_RELIABILITY_FULL=1 $(PY) -m pytest -q -m reliability tests/reliability
+
 clean:
 	rm -rf .venv tools/node/node_modules .pytest_cache .mypy_cache .ruff_cache
