@@ -141,18 +141,36 @@ async def _snapshot(
     return job, stages, tasks
 
 
+@dataclass(slots=True)
+class _Health:
+    """Whether polling has had an answer, and the transient error outstanding, if any."""
+
+    answered: bool = False
+    error: str | None = None
+
+
 async def follow_job(
-    client: BatchClient, job_id: str, settings: PollSettings, display: _Display
+    client: BatchClient,
+    job_id: str,
+    settings: PollSettings,
+    display: _Display,
+    health: _Health | None = None,
 ) -> tuple[Job, list[JobStage]]:
-    """Poll ``job_id`` until it is terminal; return its last state and stages."""
+    """Poll ``job_id`` until it is terminal; return its last state and stages.
+
+    ``health`` (when given) records whether the last poll answered, so a caller whose deadline
+    runs out can say the API was unreachable rather than that the job was still running.
+    """
     validate_job_id(job_id)
     interval = settings.interval
     failures = 0
     stamps: dict[str, Any] = {}
+    health = health if health is not None else _Health()
     while True:
         try:
             job, stages, tasks = await _snapshot(client, job_id, stamps)
         except TransientError as exc:
+            health.error = exc.message
             failures += 1
             if failures >= settings.max_failures:
                 raise
@@ -161,6 +179,7 @@ async def follow_job(
             interval = min(interval * 1.5, settings.max_interval)
             continue
         failures = 0
+        health.answered, health.error = True, None
         changed = display.update(job, stages, tasks)
         if job.is_terminal:
             return job, stages
@@ -169,11 +188,18 @@ async def follow_job(
 
 
 async def poll_job(client: BatchClient, job_id: str, settings: PollSettings, out: Output) -> None:
+    health = _Health()
     with _Display(out, job_id) as display:
         try:
             with anyio.fail_after(settings.timeout):
-                job, stages = await follow_job(client, job_id, settings, display)
+                job, stages = await follow_job(client, job_id, settings, display, health)
         except TimeoutError as exc:
+            if not health.answered or health.error:
+                detail = f" ({health.error})" if health.error else ""
+                raise DeadlineExceeded(
+                    f"gave up after {settings.timeout:g}s: the API did not answer{detail}; "
+                    f"the state of job {job_id} is unknown"
+                ) from exc
             raise DeadlineExceeded(
                 f"job {job_id} is still running after {settings.timeout:g}s; "
                 f"`batchflow poll {job_id}` follows it again"

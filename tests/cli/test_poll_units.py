@@ -24,6 +24,7 @@ from batchflow.errors import (
     UsageError,
 )
 from batchflow.protocol import Job, JobStage, JobTask
+from tests.cli.conftest import run_cli
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -189,3 +190,15 @@ def test_run_flags_build_the_job_definition() -> None:
     with pytest.raises(UsageError, match="invalid batch id"):
         RunArgs(workflow_id="wf", batch_id="Bad Id").definition("ws")
     assert NotFoundError.exit_code == 3
+
+
+def test_timeout_without_any_answer_says_the_api_did_not_answer() -> None:
+    # nothing listens on port 9: the deadline runs out inside the client's retries
+    result = run_cli(
+        "poll", "job-abc", "--timeout", "1",
+        env={"API_BASE_URL": "http://127.0.0.1:9", "ROBOFLOW_API_KEY": "k"},
+    )  # fmt: skip
+    assert result.exit_code == 8
+    assert "the API did not answer" in result.stderr
+    assert "still running" not in result.stderr
+    assert "Traceback" not in result.stderr
