@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from batchflow.errors import BatchflowError
+from batchflow.errors import BatchflowError, PermanentError
 
 __all__ = ["BatchflowGroup", "CliError", "cli", "main"]
 
@@ -78,6 +78,11 @@ class BatchflowGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise CliError(exc) from exc
+        except OSError as exc:  # a local file or folder: unwritable, missing, disk full
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CliError(PermanentError(f"{where}{exc.strerror or exc}")) from exc
 
 
 @click.group(cls=BatchflowGroup, context_settings={"help_option_names": ["-h", "--help"]})

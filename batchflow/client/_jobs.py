@@ -15,6 +15,7 @@ from typing import Any
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchflow.client._core import ClientCore, Empty
+from batchflow.client._errors import request_not_processed
 from batchflow.protocol import (
     Job,
     JobDefinition,
@@ -110,10 +111,14 @@ class JobCalls(ClientCore):
         await self.call("POST", url, Empty)
 
     async def restart(self, job_id: str, overrides: RestartOverrides | None = None) -> None:
-        """``POST /jobs/{jobId}/restart``; without overrides no body is sent at all."""
+        """``POST /jobs/{jobId}/restart``; without overrides no body is sent at all.
+
+        Retried only when the request surely did not reach the server: a restart whose answer
+        was lost would be refused the second time (the job is running again).
+        """
         url = await self.bp("jobs", validate_job_id(job_id), "restart")
         body = overrides.wire() if overrides is not None else None
-        await self.call("POST", url, Empty, json=body)
+        await self.call("POST", url, Empty, json=body, classify=request_not_processed)
 
     async def list_logs(
         self,

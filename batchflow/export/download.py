@@ -279,7 +279,7 @@ def _archive_stem(name: str) -> str:
     lower = name.lower()
     for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
         if lower.endswith(suffix):
-            return name[: -len(suffix)]
+            return name[: -len(suffix)] or f"{name}.extracted"  # a file named just ".tar"
     return name
 
 

@@ -20,7 +20,7 @@ from anyio import CapacityLimiter
 
 from batchflow.client import BatchClient
 from batchflow.config import ClientSettings, RetryPolicy
-from batchflow.errors import NetworkError, UsageError
+from batchflow.errors import NetworkError, NotFoundError, UsageError
 from batchflow.ingest.engine import IngestEngine, IngestProgress, canonical_source
 from batchflow.ingest.options import IngestMode, IngestOptions, IngestSummary, ingest_mode
 from batchflow.ingest.senders import ReferencesSender, ShardSender, TarSender, VideoSender
@@ -69,6 +69,23 @@ async def _workspace(settings: ClientSettings) -> str:
             return await probe.workspace()
     except NetworkError as exc:
         raise NetworkError(f"cannot reach the Batch API at {settings.api_url} ({exc})") from exc
+
+
+async def _check_resumable(
+    client: BatchClient, batch_id: str, journal: Journal, api_url: str
+) -> None:
+    """A journal with acknowledged shards is only worth trusting if the batch still exists.
+
+    Otherwise (the batch expired, the local service's data was wiped, another API is in use)
+    a resumed run would skip every shard and stage nothing.
+    """
+    try:
+        await client.get_batch(batch_id)
+    except NotFoundError as exc:
+        raise UsageError(
+            f"the journal {journal.path} says {len(journal.acked)} shard(s) were sent, but batch "
+            f"{batch_id!r} does not exist at {api_url}; run again with --restart"
+        ) from exc
 
 
 def _sender(
@@ -123,6 +140,8 @@ async def ingest(
         async with BatchClient(
             settings, concurrency=options.concurrency * 2, workspace=workspace
         ) as client:
+            if journal is not None and journal.acked:
+                await _check_resumable(client, options.batch_id, journal, settings.api_url)
             engine = IngestEngine(
                 source, options, mode, sender=_sender(mode, client, options, source, signer),
                 skips=skips, journal=journal, on_progress=on_progress,

@@ -21,7 +21,7 @@ import anyio
 from anyio import CapacityLimiter
 
 from batchflow.client import BatchClient
-from batchflow.errors import BatchflowError, ConflictError
+from batchflow.errors import BatchflowError, ConflictError, NotFoundError
 from batchflow.ingest.options import IngestOptions, SkipRecord
 from batchflow.ingest.tarstream import TarEntry, plan_tar
 from batchflow.pipeline import Shard, is_transient, retry_call
@@ -83,6 +83,15 @@ class ReferencesSender:
         )
         return [Reference(name=ref.name, url=url) for ref, url in zip(items, urls, strict=True)]
 
+    async def _batch_takes_these_references(self) -> bool:
+        """Whether the batch exists as a bulk batch of this ingest's content type."""
+        try:
+            batch = await self.client.get_batch(self.options.batch_id)
+        except NotFoundError:
+            return False
+        want = "videos" if self.options.videos else "images"
+        return batch.batch_type == "sharded-batch" and batch.batch_content_type == want
+
     async def send(self, shard: Shard[ObjectRef], ingest_id: str) -> ShardResult:
         refs = await self.references(shard.items)
         opts = self.options
@@ -101,10 +110,12 @@ class ReferencesSender:
                 display_name=opts.display_name,
             )
         except ConflictError:
-            if self.signer is None:
+            if self.signer is None or not await self._batch_takes_these_references():
                 raise
             # The id derives from the objects' keys/etags/sizes, never from the URLs: a 409 for
-            # it means this very shard was accepted before, signed at another moment.
+            # it from an API that digests whole URLs means this very shard was accepted before,
+            # signed at another moment. Other 409s (a batch of the other content type, or of
+            # simple uploads) were ruled out just above.
             return ShardResult(files=len(refs), bytes=_known_bytes(shard.items), duplicated=True)
         return ShardResult(
             files=len(refs), bytes=_known_bytes(shard.items), duplicated=bool(answer.duplicated)

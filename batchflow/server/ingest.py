@@ -312,12 +312,27 @@ class IngestWorker:
                     except anyio.WouldBlock:
                         break
                 try:
-                    await self._record_outcomes(group)
-                except SQLAlchemyError as exc:  # rows stay queued; fetches repeat (same keys)
-                    log.warning("ingest.record_failed", error=str(exc).splitlines()[0])
+                    await self._record_group(group)
                 finally:
                     for item, _ in group:
                         self._release(item)
+
+    async def _record_group(self, group: list[tuple[PendingFile, FileOutcome]]) -> None:
+        """Commit ``group`` at once; if that fails, file by file, so one bad row stays alone."""
+        try:
+            await self._record_outcomes(group)
+            return
+        except SQLAlchemyError as exc:  # rows stay queued; fetches repeat (same keys)
+            log.warning("ingest.record_failed", files=len(group), error=str(exc).splitlines()[0])
+        except Exception:  # the recorder must never stop the server's background work
+            log.exception("ingest.record_crashed", files=len(group))
+        if len(group) == 1:
+            return
+        for one in group:
+            try:
+                await self._record_outcomes([one])
+            except Exception:  # noqa: BLE001 - logged; the row stays queued for the next pass
+                log.warning("ingest.record_failed", file=one[0].name)
 
     async def _record_outcomes(self, group: list[tuple[PendingFile, FileOutcome]]) -> None:
         gone: list[str] = []
@@ -369,10 +384,16 @@ class IngestWorker:
                 blob_key=key,
                 size=info.size,
                 sha256=info.sha256,
-                content_type=guess_content_type(item.name, result.content_type),
+                content_type=guess_content_type(item.name, _media_type(result.content_type)),
             )
         finally:
             dest.unlink(missing_ok=True)
+
+
+def _media_type(header: str | None) -> str | None:
+    """The origin's Content-Type without parameters, bounded to the catalog column (128)."""
+    value = (header or "").split(";", 1)[0].strip()
+    return value[:128] or None
 
 
 def _parse_jsonl(path: Path, limit: int) -> list[tuple[str, str]]:

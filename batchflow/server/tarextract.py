@@ -152,11 +152,15 @@ class TarExtraction:
             dest = self.staging.blobs.temp_path()
             digest = hashlib.sha256()
             size = 0
-            with dest.open("wb") as out:
-                while block := stream.read(_CHUNK):
-                    digest.update(block)
-                    size += len(block)
-                    out.write(block)
+            try:
+                with dest.open("wb") as out:
+                    while block := stream.read(_CHUNK):
+                        digest.update(block)
+                        size += len(block)
+                        out.write(block)
+            except BaseException:  # a truncated archive: no half member left in .tmp
+                dest.unlink(missing_ok=True)
+                raise
             staged.append(_Staged(member.name, dest, size, digest.hexdigest()))
 
     async def _fail(self, ingest_pk: int, error_type: str, reason: str) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from batchflow.errors import UsageError
 from batchflow.ingest import IngestOptions, ingest
 from tests.ingest.conftest import fetch, settings_for, sha256, wait_staged
 from tests.server_fixture import ServerHandle
@@ -116,3 +118,22 @@ async def test_local_videos_go_up_one_by_one(ingest_server: ServerHandle, tmp_pa
     assert {str(f["fileName"]): f["sha256"] for f in staged} == {
         n: sha256(d) for n, d in videos.items()
     }
+
+
+async def test_a_journal_for_a_batch_the_api_does_not_have_is_not_trusted(
+    ingest_server: ServerHandle, server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
+    """Same command against a server without the batch (expired, wiped, another API)."""
+    root = tmp_path / "imgs"
+    make_tree(root, 10)
+    options = IngestOptions(batch_id="local-moved", tar_size=8)
+    first = await ingest(str(root), options, settings=settings_for(ingest_server))
+    assert first.shards_sent == 2
+    elsewhere = server_factory()
+    with pytest.raises(UsageError, match="--restart"):
+        await ingest(str(root), options, settings=settings_for(elsewhere))
+    restarted = await ingest(
+        str(root), IngestOptions(batch_id="local-moved", tar_size=8, restart=True),
+        settings=settings_for(elsewhere),
+    )  # fmt: skip
+    assert (restarted.shards_sent, restarted.files_sent) == (2, 10)

@@ -43,10 +43,12 @@ def create_catalog_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` with the settings the catalog relies on."""
     try:
         if url.startswith("sqlite"):
-            engine = create_async_engine(url, connect_args={"timeout": 30})
+            engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             return engine
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+        )
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise ConfigError(f"invalid --database-url: {exc}") from exc
 
