@@ -194,11 +194,16 @@ async def poll_job(client: BatchClient, job_id: str, settings: PollSettings, out
             with anyio.fail_after(settings.timeout):
                 job, stages = await follow_job(client, job_id, settings, display, health)
         except TimeoutError as exc:
-            if not health.answered or health.error:
-                detail = f" ({health.error})" if health.error else ""
+            if health.error:
                 raise DeadlineExceeded(
-                    f"gave up after {settings.timeout:g}s: the API did not answer{detail}; "
-                    f"the state of job {job_id} is unknown"
+                    f"gave up after {settings.timeout:g}s: the API did not answer "
+                    f"({health.error}); the state of job {job_id} is unknown"
+                ) from exc
+            if not health.answered:
+                raise DeadlineExceeded(
+                    f"gave up after {settings.timeout:g}s without an answer from the API: job "
+                    f"{job_id} is perhaps still running (or the API is unreachable); "
+                    f"`batchflow poll {job_id}` follows it again"
                 ) from exc
             raise DeadlineExceeded(
                 f"job {job_id} is still running after {settings.timeout:g}s; "

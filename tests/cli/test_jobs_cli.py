@@ -103,7 +103,7 @@ def test_failed_job_exits_7_and_timeout_exits_8(
     assert created.exit_code == 0, created.stderr
     timed_out = invoke("poll", job_id, "--timeout", "0.001", *api)
     assert timed_out.exit_code == 8
-    assert "still running" in timed_out.stderr
+    assert "still running" in timed_out.stderr  # the deadline came before any answer
 
     polled = invoke("poll", job_id, "--interval", "0.2", "--timeout", "120", "--json", *api)
     assert polled.exit_code == 7, polled.stdout + polled.stderr
