@@ -238,7 +238,7 @@ def ensure_local_service(
     except OSError as exc:
         raise ConfigError(f"can not create the service data dir {data_dir}: {exc}") from exc
     _, lock_path, key_path, _ = _paths(data_dir)
-    from batchflow.server.settings import read_or_create_secret
+    from batchflow.server.core.settings import read_or_create_secret
 
     if timeout is None:
         timeout = float(os.environ.get("BATCHFLOW_SERVICE_START_TIMEOUT") or START_TIMEOUT)

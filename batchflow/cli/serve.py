@@ -33,7 +33,7 @@ def _keys(flags: tuple[str, ...], data_dir: Path) -> tuple[tuple[str, ...], Path
     keys += [key.strip() for key in env.split(",") if key.strip()]
     if keys:
         return tuple(dict.fromkeys(keys)), None
-    from batchflow.server.settings import read_or_create_secret
+    from batchflow.server.core.settings import read_or_create_secret
 
     path = data_dir / "api_key"
     return (read_or_create_secret(path, prefix="bf_"),), path
@@ -172,14 +172,14 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
     from batchflow.logging import configure
     from batchflow.protocol.ids import validate_batch_id
     from batchflow.server.app import create_app, default_plugins
-    from batchflow.server.settings import ServerSettings, default_data_dir, parse_duration
+    from batchflow.server.core.settings import ServerSettings, default_data_dir, parse_duration
 
     try:
         validate_batch_id(workspace)
     except UsageError as exc:
         raise ConfigError(f"--workspace: {exc.message}") from exc
     if database_url:
-        from batchflow.server.catalog.db import check_database_url
+        from batchflow.server.core.db import check_database_url
 
         check_database_url(database_url)
     data_dir = (data_dir or default_data_dir()).expanduser().resolve()

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from batchflow.server.app import ServerPlugin, create_app
     from batchflow.server.context import ServerContext
-    from batchflow.server.settings import ServerSettings
-    from batchflow.server.staging import StagingService
+    from batchflow.server.core.settings import ServerSettings
+    from batchflow.server.staging.service import StagingService
 
 __all__ = ["ServerContext", "ServerPlugin", "ServerSettings", "StagingService", "create_app"]
 
@@ -20,7 +20,7 @@ _LAZY = {
     "create_app": "batchflow.server.app",
     "ServerPlugin": "batchflow.server.app",
     "ServerContext": "batchflow.server.context",
-    "ServerSettings": "batchflow.server.settings",
+    "ServerSettings": "batchflow.server.core.settings",
     "StagingService": "batchflow.server.staging",
 }
 

@@ -2,7 +2,7 @@
 
 Extension points for other server parts (the job engine):
 
-- tables: define them on :data:`batchflow.server.catalog.schema.metadata` in a module the plugin
+- tables: define them on :data:`batchflow.server.staging.schema.metadata` in a module the plugin
   imports, or give the plugin a ``metadata`` attribute (its own ``MetaData``); the lifespan
   creates missing tables of both;
 - routes and background services: pass a :class:`ServerPlugin` to :func:`create_app`. Its
@@ -27,22 +27,22 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 
 from batchflow.config import RetryPolicy
-from batchflow.server.auth import ApiKeys, require_api_key
-from batchflow.server.blobs import LocalBlobStore, UrlSigner
-from batchflow.server.bodylimit import JsonBodyLimit
-from batchflow.server.catalog.db import create_catalog_engine, create_schema
-from batchflow.server.catalog.outbox import CatalogOutbox
 from batchflow.server.context import ServerContext
-from batchflow.server.errors import install_error_handlers
-from batchflow.server.ingest import IngestWorker
-from batchflow.server.netguard import UrlPolicy, make_fetch_client
-from batchflow.server.routes import blobs as blob_routes
-from batchflow.server.routes import staging as staging_routes
-from batchflow.server.settings import ServerSettings
-from batchflow.server.staging import StagingService
-from batchflow.server.sweeper import Sweeper
-from batchflow.server.uploads import UploadService
-from batchflow.server.webhooks import WebhookDispatcher
+from batchflow.server.core.auth import ApiKeys, require_api_key
+from batchflow.server.core.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.core.bodylimit import JsonBodyLimit
+from batchflow.server.core.db import create_catalog_engine, create_schema
+from batchflow.server.core.errors import install_error_handlers
+from batchflow.server.core.netguard import UrlPolicy, make_fetch_client
+from batchflow.server.core.outbox import CatalogOutbox
+from batchflow.server.core.settings import ServerSettings
+from batchflow.server.core.webhooks import WebhookDispatcher
+from batchflow.server.staging import blob_routes
+from batchflow.server.staging import routes as staging_routes
+from batchflow.server.staging.references import IngestWorker
+from batchflow.server.staging.service import StagingService
+from batchflow.server.staging.sweeper import Sweeper
+from batchflow.server.staging.uploads import UploadService
 
 __all__ = ["ServerPlugin", "create_app", "default_plugins", "open_services"]
 

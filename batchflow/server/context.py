@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from batchflow.server.blobs import LocalBlobStore, UrlSigner
-from batchflow.server.ingest import IngestWorker
-from batchflow.server.netguard import UrlPolicy
-from batchflow.server.settings import ServerSettings
-from batchflow.server.staging import StagingService
-from batchflow.server.uploads import UploadService
-from batchflow.server.webhooks import WebhookDispatcher
+from batchflow.server.core.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.core.netguard import UrlPolicy
+from batchflow.server.core.settings import ServerSettings
+from batchflow.server.core.webhooks import WebhookDispatcher
+from batchflow.server.staging.references import IngestWorker
+from batchflow.server.staging.service import StagingService
+from batchflow.server.staging.uploads import UploadService
 
 __all__ = ["ServerContext"]
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from batchflow.server.app import create_app
+from batchflow.server.core.settings import ServerSettings
 from batchflow.server.jobs.executors import InlineExecutor
 from batchflow.server.jobs.plugin import JobsPlugin
 from batchflow.server.jobs.scheduler import SchedulerConfig
-from batchflow.server.settings import ServerSettings
 
 from .conftest import definition, image_bytes
 

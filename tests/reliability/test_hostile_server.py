@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from batchflow.server.blobs import UrlSigner
+from batchflow.server.core.blobs import UrlSigner
 from tests.reliability._support import list_files, origin_bytes, report
 from tests.server_fixture import ServerHandle
 

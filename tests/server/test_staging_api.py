@@ -12,7 +12,7 @@ import pytest
 
 from batchflow.errors import ConflictError, NotFoundError, UsageError
 from batchflow.server.app import open_services
-from batchflow.server.settings import ServerSettings
+from batchflow.server.core.settings import ServerSettings
 from tests.server_fixture import ServerHandle
 
 
@@ -82,8 +82,8 @@ def test_staging_service_then_http(
 async def test_job_engine_ports(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from batchflow.server.catalog.outbox import CatalogOutbox
-    from batchflow.server.staging_port import CatalogStagingPort, OutboxNotifier
+    from batchflow.server.core.outbox import CatalogOutbox
+    from batchflow.server.staging.port import CatalogStagingPort, OutboxNotifier
 
     settings = ServerSettings(
         data_dir=tmp_path / "d", api_keys=("k",), public_url="http://127.0.0.1:1", workspace="ws"

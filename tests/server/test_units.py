@@ -17,11 +17,11 @@ from batchflow.errors import (
     TooLargeError,
     UsageError,
 )
-from batchflow.server.auth import ApiKeys
-from batchflow.server.blobs import UrlSigner
-from batchflow.server.errors import SignatureError, status_for
-from batchflow.server.routes._paging import decode_token, encode_token, next_token, page_size
-from batchflow.server.settings import parse_duration
+from batchflow.server.core.auth import ApiKeys
+from batchflow.server.core.blobs import UrlSigner
+from batchflow.server.core.errors import SignatureError, status_for
+from batchflow.server.core.paging import decode_token, encode_token, next_token, page_size
+from batchflow.server.core.settings import parse_duration
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_status_for(error: Exception, status: int) -> None:
 
 
 def test_database_url_check() -> None:
-    from batchflow.server.catalog.db import check_database_url
+    from batchflow.server.core.db import check_database_url
 
     assert check_database_url("postgresql+asyncpg://127.0.0.1/x").startswith("postgresql")
     for bad in ["postgresql://127.0.0.1/x", "not a url", "mysql+aiomysql://h/x"]:
@@ -115,7 +115,7 @@ async def test_unexpected_errors_are_a_bare_500(tmp_path: object) -> None:
     import httpx
 
     from batchflow.server.app import create_app
-    from batchflow.server.settings import ServerSettings
+    from batchflow.server.core.settings import ServerSettings
 
     assert isinstance(tmp_path, Path)
     app = create_app(ServerSettings(data_dir=tmp_path, api_keys=("k",), public_url="http://x"))

@@ -12,7 +12,7 @@ import pytest
 
 from batchflow.config import RetryPolicy
 from batchflow.errors import PermanentError
-from batchflow.server.netguard import (
+from batchflow.server.core.netguard import (
     DownloadFailedError,
     DownloadTooLargeError,
     UnsafeUrlError,

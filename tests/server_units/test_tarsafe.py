@@ -11,7 +11,7 @@ from typing import IO
 import pytest
 
 from batchflow.errors import PermanentError
-from batchflow.server.tarsafe import (
+from batchflow.server.staging.tarsafe import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     BadArchiveError,

@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from batchflow.config import RetryPolicy
-from batchflow.server.netguard import UrlPolicy
-from batchflow.server.webhooks import (
+from batchflow.server.core.netguard import UrlPolicy
+from batchflow.server.core.webhooks import (
     MemoryOutboxStore,
     OutboxItem,
     WebhookDispatcher,

@@ -97,8 +97,8 @@ class JobsPlugin:
             request.state.job_service = self.service
 
     def routers(self) -> Sequence[APIRouter]:
-        from batchflow.server.auth import require_api_key
-        from batchflow.server.routes.staging import check_workspace
+        from batchflow.server.core.auth import require_api_key
+        from batchflow.server.staging.routes import check_workspace
 
         outer = APIRouter(
             dependencies=[
@@ -117,7 +117,7 @@ class JobsPlugin:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Start the scheduler; serve until cancelled; stop the worker processes."""
-        from batchflow.server.staging_port import CatalogStagingPort, OutboxNotifier
+        from batchflow.server.staging.port import CatalogStagingPort, OutboxNotifier
 
         workflows_file = ctx.settings.workflows_file or self.workflows_file
         workers = ctx.settings.job_workers or self.workers

@@ -31,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from batchflow.server.catalog.schema import ID_TYPE, as_utc, timestamp_column, utcnow
+from batchflow.server.core.db import ID_TYPE, as_utc, timestamp_column, utcnow
 
 __all__ = [
     "TERMINAL_STATES",

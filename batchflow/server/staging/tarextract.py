@@ -1,7 +1,8 @@
-"""Extraction of one uploaded tar into its batch (see :mod:`batchflow.server.uploads`).
+"""Extraction of one uploaded tar into its batch (see :mod:`batchflow.server.staging.uploads`).
 
-Members are unpacked in a worker thread by :func:`batchflow.server.tarsafe.iter_tar` (streaming,
-path checks) into temp files; then every row of the extraction commits in one transaction.
+Members are unpacked in a worker thread by :func:`~batchflow.server.staging.tarsafe.iter_tar`
+(streaming, path checks) into temp files; then every row of the extraction commits in one
+transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sqlalchemy import update
 
 from batchflow.errors import BatchflowError, UsageError
 from batchflow.protocol.ids import validate_file_name
-from batchflow.server.catalog.ingests import (
+from batchflow.server.core.db import utcnow
+from batchflow.server.staging.ingests import (
     IngestSpec,
     existing_names,
     fail_ingest,
@@ -26,9 +28,9 @@ from batchflow.server.catalog.ingests import (
     finish_shard_if_done,
     insert_ingest,
 )
-from batchflow.server.catalog.schema import files, ingests, shards, uploads, utcnow
-from batchflow.server.staging import StagingService, guess_content_type
-from batchflow.server.tarsafe import TarRejection, iter_tar
+from batchflow.server.staging.schema import files, ingests, shards, uploads
+from batchflow.server.staging.service import StagingService, guess_content_type
+from batchflow.server.staging.tarsafe import TarRejection, iter_tar
 
 __all__ = ["NOTIFICATION_CONFIG", "TarExtraction", "read_notification_config"]
 

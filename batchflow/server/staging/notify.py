@@ -15,8 +15,8 @@ from batchflow.protocol.webhooks import (
     IngestStatusNotification,
     StagingNotification,
 )
-from batchflow.server.catalog.outbox import enqueue_webhook
-from batchflow.server.catalog.schema import batches, files
+from batchflow.server.core.outbox import enqueue_webhook
+from batchflow.server.staging.schema import batches, files
 
 __all__ = ["DEFAULT_CATEGORIES", "MAX_NOTIFIED_NAMES", "notify_ingest_failed", "notify_shard"]
 

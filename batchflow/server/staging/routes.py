@@ -25,19 +25,20 @@ from batchflow.protocol.staging import (
     ShardStatus,
     SignedURLResponse,
 )
-from batchflow.server.auth import require_api_key
-from batchflow.server.catalog.batches import (
+from batchflow.server.context import ServerContext
+from batchflow.server.core.auth import require_api_key
+from batchflow.server.core.db import as_utc
+from batchflow.server.core.paging import decode_token, next_token, page_size
+from batchflow.server.staging.batches import (
     count_files,
     list_batches,
     list_files,
     list_parts,
     require_batch,
 )
-from batchflow.server.catalog.ingests import shard_file_counts
-from batchflow.server.catalog.schema import as_utc, ingests, shards
-from batchflow.server.context import ServerContext
-from batchflow.server.routes._paging import decode_token, next_token, page_size
-from batchflow.server.tarsafe import IMAGE_SUFFIXES
+from batchflow.server.staging.ingests import shard_file_counts
+from batchflow.server.staging.schema import ingests, shards
+from batchflow.server.staging.tarsafe import IMAGE_SUFFIXES
 
 __all__ = ["SHARD_STATUS", "router"]
 

@@ -33,7 +33,7 @@ import structlog
 
 from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, TransientError
-from batchflow.server.netguard import (
+from batchflow.server.core.netguard import (
     ResolvedUrl,
     UnsafeUrlError,
     UrlPolicy,

@@ -2,8 +2,8 @@
 
 A PUT streams its body to disk. A video becomes a file of its simple batch at once; a tar is
 queued (upload state ``received``) and :meth:`UploadService.run` extracts it in the background
-through :mod:`batchflow.server.tarsafe`. All rows of one extraction commit in one transaction,
-so a server killed mid-extraction simply extracts the tar again after restart.
+through :mod:`~batchflow.server.staging.tarsafe`. All rows of one extraction commit in one
+transaction, so a server killed mid-extraction simply extracts the tar again after restart.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from batchflow.errors import BatchflowError, ConflictError, NotFoundError
 from batchflow.protocol.ids import validate_batch_id, validate_file_name
 from batchflow.protocol.staging import SignedURLResponse
-from batchflow.server.catalog.schema import batches, uploads, utcnow
-from batchflow.server.ingest import MAX_VIDEO_BYTES
-from batchflow.server.staging import StagingService
-from batchflow.server.tarextract import TarExtraction
-from batchflow.server.wakeup import Wakeup
+from batchflow.server.core.db import utcnow
+from batchflow.server.core.wakeup import Wakeup
+from batchflow.server.staging.references import MAX_VIDEO_BYTES
+from batchflow.server.staging.schema import batches, uploads
+from batchflow.server.staging.service import StagingService
+from batchflow.server.staging.tarextract import TarExtraction
 
 __all__ = ["MAX_TAR_BYTES", "UploadService"]
 

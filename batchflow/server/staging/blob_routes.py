@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 
 from batchflow.errors import NotFoundError, UsageError
 from batchflow.server.context import ServerContext
-from batchflow.server.errors import SignatureError
+from batchflow.server.core.errors import SignatureError
 
 __all__ = ["router"]
 

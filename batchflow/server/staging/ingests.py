@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchflow.errors import UsageError
 from batchflow.protocol.ids import validate_file_name
-from batchflow.server.catalog.notify import (
+from batchflow.server.core.db import utcnow
+from batchflow.server.staging.notify import (
     DEFAULT_CATEGORIES,
     MAX_NOTIFIED_NAMES,
     notify_ingest_failed,
     notify_shard,
 )
-from batchflow.server.catalog.schema import files, ingests, shards, utcnow
+from batchflow.server.staging.schema import files, ingests, shards
 
 __all__ = [
     "DEFAULT_CATEGORIES",

@@ -11,9 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from batchflow.server.blobs import LocalBlobStore
-from batchflow.server.catalog.schema import batches, outbox, uploads, utcnow
-from batchflow.server.settings import ServerSettings
+from batchflow.server.core.blobs import LocalBlobStore
+from batchflow.server.core.db import utcnow
+from batchflow.server.core.outbox import outbox
+from batchflow.server.core.settings import ServerSettings
+from batchflow.server.staging.schema import batches, uploads
 
 __all__ = ["Sweeper"]
 

@@ -1,19 +1,53 @@
-"""Engine creation for the catalog: SQLite (WAL, busy timeout, foreign keys) or PostgreSQL."""
+"""The catalog database: one :data:`metadata` every part extends, and the engine it runs on.
+
+Staging (:mod:`batchflow.server.staging.schema`) and jobs (:mod:`batchflow.server.jobs.schema`)
+define their tables on :data:`metadata`; the lifespan creates what is missing. SQLite (WAL, busy
+timeout, foreign keys) or PostgreSQL. Timestamps are stored as UTC; SQLite hands them back
+naive, so read them through :func:`as_utc`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from batchflow.errors import ConfigError
-from batchflow.server.catalog.schema import metadata
 
-__all__ = ["check_database_url", "create_catalog_engine", "create_schema"]
+__all__ = [
+    "ID_TYPE",
+    "as_utc",
+    "check_database_url",
+    "create_catalog_engine",
+    "create_schema",
+    "metadata",
+    "timestamp_column",
+    "utcnow",
+]
+
+metadata = MetaData()
+
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read from the catalog, as an aware UTC datetime."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def timestamp_column(name: str, *, nullable: bool = False) -> Column[datetime]:
+    """A UTC timestamp column (read it back through :func:`as_utc`)."""
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
 
 _DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
 

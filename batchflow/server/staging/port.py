@@ -12,9 +12,9 @@ from pathlib import Path
 
 from batchflow.errors import NotFoundError
 from batchflow.protocol.webhooks import JobNotification
-from batchflow.server.catalog.outbox import enqueue_webhook
+from batchflow.server.core.outbox import enqueue_webhook
 from batchflow.server.jobs.ports import StagedItem
-from batchflow.server.staging import StagingService
+from batchflow.server.staging.service import StagingService
 
 __all__ = ["CatalogStagingPort", "OutboxNotifier"]
 

@@ -20,16 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batchflow.errors import ConflictError
 from batchflow.protocol.ids import validate_batch_id, validate_file_name
-from batchflow.server.blobs import BlobInfo, LocalBlobStore, UrlSigner
-from batchflow.server.catalog.batches import (
+from batchflow.server.core.blobs import BlobInfo, LocalBlobStore, UrlSigner
+from batchflow.server.core.db import utcnow
+from batchflow.server.core.settings import ServerSettings
+from batchflow.server.staging.batches import (
     BatchRow,
     FileRow,
     get_or_create_batch,
     list_files,
     require_batch,
 )
-from batchflow.server.catalog.schema import files, utcnow
-from batchflow.server.settings import ServerSettings
+from batchflow.server.staging.schema import files
 
 __all__ = ["StagingService", "guess_content_type", "new_blob_key"]
 

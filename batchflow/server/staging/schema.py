@@ -1,66 +1,30 @@
-"""The catalog schema: one :data:`metadata` that the job engine extends with its own tables.
+"""Staging tables: batches, their ingests and shards, files (also the fetch queue), uploads.
 
-To add tables, define them on :data:`metadata` in a module imported before the app starts (the
-lifespan calls ``metadata.create_all``). Timestamps are stored as UTC; SQLite hands them back
-naive, so read them through :func:`as_utc`.
-
-``files`` doubles as the ingest queue: a reference waiting to be fetched is a row with status
-``pending`` and its ``source_url``; the worker turns it into ``ok`` or ``failed``. A partial
-unique index keeps names unique per (batch, part) among non-failed rows, so a failed duplicate
-can still be recorded.
+They live on the server's one :data:`~batchflow.server.core.db.metadata`. ``files`` doubles as
+the ingest queue: a reference waiting to be fetched is a row with status ``pending`` and its
+``source_url``; the worker turns it into ``ok`` or ``failed``. A partial unique index keeps names
+unique per (batch, part) among non-failed rows, so a failed duplicate can still be recorded.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-__all__ = [
-    "ID_TYPE",
-    "as_utc",
-    "timestamp_column",
-    "batches",
-    "files",
-    "ingests",
-    "metadata",
-    "outbox",
-    "shards",
-    "uploads",
-    "utcnow",
-]
+from batchflow.server.core.db import ID_TYPE as _ID
+from batchflow.server.core.db import metadata, timestamp_column
 
-metadata = MetaData()
-
-ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
-_ID = ID_TYPE
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """A timestamp read from the catalog, as an aware UTC datetime."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def timestamp_column(name: str, *, nullable: bool = False) -> Column[datetime]:
-    """A UTC timestamp column (read it back through :func:`as_utc`)."""
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+__all__ = ["batches", "files", "ingests", "shards", "uploads"]
 
 
 batches = Table(
@@ -163,19 +127,3 @@ uploads = Table(
     timestamp_column("expires_at"),
     sqlite_autoincrement=True,
 )
-
-outbox = Table(
-    "webhook_outbox",
-    metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("url", Text, nullable=False),
-    Column("body", JSON, nullable=False),
-    Column("authorization", Text, nullable=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    timestamp_column("next_attempt_at"),
-    Column("state", String(16), nullable=False),  # pending | delivered | failed
-    Column("last_error", Text, nullable=True),
-    timestamp_column("created_at"),
-    sqlite_autoincrement=True,
-)
-Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)

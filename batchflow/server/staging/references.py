@@ -2,7 +2,7 @@
 
 ``submit`` validates and records the whole request in one transaction (queued file rows per
 shard of :attr:`ServerSettings.shard_size` references) and answers at once; :class:`IngestWorker`
-fetches queued rows through :mod:`batchflow.server.netguard` with bounded concurrency. Queued
+fetches queued rows through :mod:`batchflow.server.core.netguard` with bounded concurrency. Queued
 rows live in the catalog, so a restarted server resumes where the last one stopped.
 """
 
@@ -26,9 +26,17 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, ConflictError, UsageError
 from batchflow.protocol.ids import validate_batch_id
 from batchflow.protocol.staging import IngestResponse, ReferencesIngestRequest
-from batchflow.server.blobs import BlobInfo
-from batchflow.server.catalog.batches import get_or_create_batch
-from batchflow.server.catalog.ingests import (
+from batchflow.server.core.blobs import BlobInfo
+from batchflow.server.core.netguard import (
+    DownloadFailedError,
+    DownloadTooLargeError,
+    UnsafeUrlError,
+    UrlPolicy,
+    fetch_to_file,
+)
+from batchflow.server.core.wakeup import Wakeup
+from batchflow.server.staging.batches import get_or_create_batch
+from batchflow.server.staging.ingests import (
     DEFAULT_CATEGORIES,
     FileOutcome,
     IngestSpec,
@@ -39,16 +47,8 @@ from batchflow.server.catalog.ingests import (
     pending_files,
     record_file,
 )
-from batchflow.server.catalog.schema import files, shards
-from batchflow.server.netguard import (
-    DownloadFailedError,
-    DownloadTooLargeError,
-    UnsafeUrlError,
-    UrlPolicy,
-    fetch_to_file,
-)
-from batchflow.server.staging import StagingService, guess_content_type
-from batchflow.server.wakeup import Wakeup
+from batchflow.server.staging.schema import files, shards
+from batchflow.server.staging.service import StagingService, guess_content_type
 
 __all__ = ["MAX_REFERENCES_FILE_BYTES", "MAX_VIDEO_BYTES", "IngestWorker", "references_digest"]
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchflow.errors import ConflictError, NotFoundError
 from batchflow.protocol.staging import Batch
-from batchflow.server.catalog.schema import as_utc, batches, files, shards, utcnow
+from batchflow.server.core.db import as_utc, utcnow
+from batchflow.server.staging.schema import batches, files, shards
 
 __all__ = [
     "BatchRow",

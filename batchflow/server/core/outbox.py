@@ -7,13 +7,29 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from batchflow.server.catalog.schema import as_utc, outbox, utcnow
-from batchflow.server.webhooks import OutboxItem
+from batchflow.server.core.db import ID_TYPE, as_utc, metadata, timestamp_column, utcnow
+from batchflow.server.core.webhooks import OutboxItem
 
-__all__ = ["CatalogOutbox", "enqueue_webhook"]
+__all__ = ["CatalogOutbox", "enqueue_webhook", "outbox"]
+
+outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("authorization", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    timestamp_column("next_attempt_at"),
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("last_error", Text, nullable=True),
+    timestamp_column("created_at"),
+    sqlite_autoincrement=True,
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
 
 
 async def enqueue_webhook(
@@ -35,7 +51,7 @@ async def enqueue_webhook(
 
 
 class CatalogOutbox:
-    """:class:`batchflow.server.webhooks.OutboxStore` over the ``webhook_outbox`` table."""
+    """:class:`batchflow.server.core.webhooks.OutboxStore` over the ``webhook_outbox`` table."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
