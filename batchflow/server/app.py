@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -29,7 +29,7 @@ from sqlalchemy import MetaData
 from batchflow.config import RetryPolicy
 from batchflow.server.context import ServerContext
 from batchflow.server.core.auth import ApiKeys, require_api_key
-from batchflow.server.core.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.core.blobs import BlobStore, LocalBlobStore, UrlSigner
 from batchflow.server.core.bodylimit import JsonBodyLimit
 from batchflow.server.core.db import create_catalog_engine, create_schema
 from batchflow.server.core.errors import install_error_handlers
@@ -140,8 +140,9 @@ async def open_services(
     engine = create_catalog_engine(settings.catalog_url)
     try:
         await create_schema(engine, extra_metadata)
-        blobs = LocalBlobStore(settings.blobs_dir)
-        await anyio.to_thread.run_sync(_clear_dir, blobs.tmp)
+        local = LocalBlobStore(settings.blobs_dir)
+        await local.clear_temp()
+        blobs: BlobStore = local
         signer = UrlSigner(
             settings.signing_secret(),
             settings.public_url,
@@ -192,9 +193,3 @@ def _plugin_metadata(plugins: Sequence[ServerPlugin]) -> list[MetaData]:
 
 def _hook_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), trust_env=False)
-
-
-def _clear_dir(path: Any) -> None:
-    for child in path.iterdir():
-        if child.is_file():
-            child.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from batchflow.server.core.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.core.blobs import BlobStore, UrlSigner
 from batchflow.server.core.netguard import UrlPolicy
 from batchflow.server.core.settings import ServerSettings
 from batchflow.server.core.webhooks import WebhookDispatcher
@@ -28,7 +28,7 @@ class ServerContext:
 
     settings: ServerSettings
     engine: AsyncEngine
-    blobs: LocalBlobStore
+    blobs: BlobStore
     signer: UrlSigner
     staging: StagingService
     ingest: IngestWorker

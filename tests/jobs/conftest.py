@@ -23,7 +23,7 @@ from batchflow.server.jobs.executors import Executor, InlineExecutor
 from batchflow.server.jobs.scheduler import Scheduler, SchedulerConfig
 from batchflow.server.jobs.schema import metadata
 from batchflow.server.jobs.service import JobService
-from batchflow.server.jobs.testing import LocalDirStaging, RecordingNotifier
+from batchflow.testing.jobs import LocalDirStaging, RecordingNotifier
 
 from .fake_runner import RUNNER
 

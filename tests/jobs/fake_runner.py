@@ -14,8 +14,7 @@ from collections.abc import Iterable, Iterator
 from PIL import Image
 
 from batchflow.server.jobs._spec import TaskSpec
-from batchflow.server.jobs.ports import StagedItem
-from batchflow.server.jobs.worker import ItemOutput
+from batchflow.server.jobs.worker import ItemOutput, TaskItem
 
 RUNNER = f"{__name__}:run"  # importable under whatever name pytest gave this module
 
@@ -26,7 +25,7 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def run(spec: TaskSpec, items: Iterable[StagedItem]) -> Iterator[tuple[StagedItem, ItemOutput]]:
+def run(spec: TaskSpec, items: Iterable[TaskItem]) -> Iterator[tuple[TaskItem, ItemOutput]]:
     pause = float(spec.params.get("sleep", 0.0))
     for item in items:
         if pause:

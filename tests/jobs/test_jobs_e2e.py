@@ -18,7 +18,7 @@ from PIL import Image
 from batchflow.protocol.jobs import JobStage
 from batchflow.server.jobs.executors import InlineExecutor, LocalProcessExecutor
 from batchflow.server.jobs.scheduler import Scheduler, SchedulerConfig, plan_chunks
-from batchflow.server.jobs.testing import JobFinished, LocalDirStaging
+from batchflow.testing.jobs import JobFinished, LocalDirStaging
 
 from .conftest import WS, Env, definition, image_bytes, running
 from .fake_runner import RUNNER
@@ -30,7 +30,7 @@ def _stage_batches(stages: list[JobStage]) -> dict[str, str]:
 
 async def _files(env: Env, batch: str, part: str | None = None) -> dict[str, bytes]:
     items = await env.staging.list_items(WS, batch, part)
-    return {item.name: item.path.read_bytes() for item in items}
+    return {item.name: env.staging.read(item) for item in items}
 
 
 @pytest.mark.anyio
@@ -183,7 +183,7 @@ async def test_gpu_job_on_cpu_machine_warns(env: Env) -> None:
 
 
 class _BrokenOutputs(LocalDirStaging):
-    async def add_output_file(self, *args: Any, **kwargs: Any) -> None:
+    async def add_output_blob(self, *args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
 

@@ -15,7 +15,7 @@ from batchflow.errors import ConflictError, NotFoundError
 from batchflow.protocol.jobs import RestartOverrides
 from batchflow.server.jobs.executors import LocalProcessExecutor
 from batchflow.server.jobs.schema import tasks
-from batchflow.server.jobs.testing import JobFinished
+from batchflow.testing.jobs import JobFinished
 
 from .conftest import WS, Env, definition, image_bytes, running
 
@@ -38,7 +38,7 @@ async def _statuses(env: Env, job_id: str) -> list[str]:
 async def _results(env: Env, job_id: str) -> dict[str, os.stat_result]:
     stages = await env.service.list_stages(WS, job_id)
     items = await env.staging.list_items(WS, stages[0].output_batches[0], "results")
-    return {item.name: item.path.stat() for item in items}
+    return {item.name: env.staging.path(item).stat() for item in items}
 
 
 async def test_abort_kills_running_tasks_within_seconds(env: Env) -> None:
@@ -121,7 +121,7 @@ async def test_restart_reruns_only_what_did_not_succeed(env: Env) -> None:
     export_batch = stages[1].output_batches[0]
     assert export_batch == "job-rs-export-1"
     items = await env.staging.list_items(WS, stages[0].output_batches[0], "results")
-    rows = [json.loads(x) for item in items for x in item.path.read_text().splitlines()]
+    rows = [json.loads(x) for item in items for x in env.staging.read(item).splitlines()]
     assert sorted(r["file_name"] for r in rows) == sorted([*good, *bad])
     assert all("error" not in r for r in rows)
     assert [c.success for c in env.notifier.calls] == [False, True]
@@ -189,7 +189,7 @@ async def test_crash_mid_job_resumes_without_losing_or_duplicating(env: Env) -> 
         assert (after[name].st_ino, after[name].st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     stages = await env.service.list_stages(WS, "job-crash")
     items = await env.staging.list_items(WS, stages[0].output_batches[0], "results")
-    names = [json.loads(x)["file_name"] for i in items for x in i.path.read_text().splitlines()]
+    names = [json.loads(x)["file_name"] for i in items for x in env.staging.read(i).splitlines()]
     assert sorted(names) == sorted(inputs)  # every item exactly once
     requeued = list((await env.service.list_logs(WS, "job-crash", "warning")).logs)
     assert requeued

@@ -36,7 +36,7 @@ def _video(path: Path, seconds: float = 1.0, fps: int = 10) -> bytes:
 async def _rows(env: Env, job_id: str) -> list[dict[str, Any]]:
     stages = await env.service.list_stages(WS, job_id)
     items = await env.staging.list_items(WS, stages[0].output_batches[0], "results")
-    return [json.loads(x) for item in items for x in item.path.read_text().splitlines()]
+    return [json.loads(x) for item in items for x in env.staging.read(item).splitlines()]
 
 
 async def test_image_metadata_workflow_in_worker_processes(env: Env) -> None:

@@ -12,13 +12,19 @@ import pytest
 
 from batchflow.errors import ConflictError, NotFoundError, UsageError
 from batchflow.server.app import open_services
+from batchflow.server.core.blobs import BlobStore, open_task_store
 from batchflow.server.core.settings import ServerSettings
+from batchflow.server.jobs.ports import OutputBlob
 from tests.server_fixture import ServerHandle
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
+
+
+async def _read(store: BlobStore, key: str) -> bytes:
+    return b"".join([chunk async for chunk in store.open_read(key)])
 
 
 async def _populate(data_dir: Path, source: Path) -> None:
@@ -48,7 +54,7 @@ async def _populate(data_dir: Path, source: Path) -> None:
             ("results/part-0.csv", "results", 8),
             ("rows.jsonl", "jsonl", 8),
         ]
-        assert await anyio.Path(staging.blob_path(seen[0])).read_bytes() == b"a,b\n1,2\n"
+        assert await _read(ctx.blobs, seen[0].blob_key) == b"a,b\n1,2\n"
         assert seen[0].sha256 == hashlib.sha256(b"a,b\n1,2\n").hexdigest() == csv.sha256
         only = [row async for row in staging.iter_files("out", part_name="jsonl")]
         assert [r.name for r in only] == ["rows.jsonl"]
@@ -99,22 +105,23 @@ async def test_job_engine_ports(tmp_path: Path) -> None:
         assert await port.batch_exists("ws", "out")
         with pytest.raises(NotFoundError):
             await port.batch_exists("other", "out")
-        await port.add_output_file(
-            "ws", "out", "r.csv", first, content_type="text/csv", part_name="results"
-        )
-        await port.add_output_file(
-            "ws", "out", "r.csv", second, content_type="text/csv", part_name="results"
-        )
+        prefix = await port.output_prefix("ws", "out")
+        store = open_task_store(port.blob_store)
+        for index, source in enumerate((first, second)):  # a task run twice: new key, new bytes
+            key = f"{prefix}/t{index}/r.csv"
+            info = store.put_file(key, source)
+            blob = OutputBlob("r.csv", "results", key, info.size, info.sha256, "text/csv")
+            await port.add_output_blob("ws", "out", blob)
         items = await port.list_items("ws", "out", None)
         assert [(i.name, i.size, i.content_type) for i in items] == [("r.csv", 12, "text/csv")]
-        assert await anyio.Path(items[0].path).read_bytes() == b"two, longer\n"
+        assert await _read(ctx.blobs, items[0].key) == b"two, longer\n"
         assert await port.list_items("ws", "out", "other") == []
         blob_files = [
             p async for p in anyio.Path(ctx.blobs.root).rglob("*") if ".tmp" not in p.parts
         ]
         stored = [p for p in blob_files if await p.is_file()]
         assert len(stored) == 1  # the replaced blob is gone
-        assert stored[0].suffix == ""  # blobs are keyed by the server, never by user names
+        assert stored[0].parent.name == "t1"  # the key the task chose
 
         woken: list[bool] = []
         notifier = OutboxNotifier(ctx.staging, ctx.publishable_key, lambda: woken.append(True))

@@ -1,29 +1,45 @@
-"""Blob storage for staged files and the HMAC-signed URLs that reach it.
+"""Blob storage for staged files, and the HMAC-signed URLs that reach it.
 
-:class:`BlobStore` is the narrow boundary; :class:`LocalBlobStore` keeps blobs under
-``DATA_DIR/blobs``. Writes go to a temp file, are fsync'd and renamed, so a reader never sees
-half a blob; reads are streamed by the HTTP layer, never loaded whole.
+:class:`BlobStore` is the only way the server reaches stored bytes: writers commit atomically
+(a reader never sees half a blob), readers stream (never a whole blob in memory), and nothing
+outside this module knows where blobs live. :class:`LocalBlobStore` keeps them under
+``DATA_DIR/blobs``: a writer fills a temp file on the same disk, fsyncs and renames it.
+
+Work that runs in another process (job tasks) opens the store from its :attr:`locator` with
+:func:`open_task_store`, a small synchronous view: read a blob as a local file, put a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import shutil
+import stat
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
-from urllib.parse import quote
+from types import TracebackType
+from typing import BinaryIO, Protocol, Self, runtime_checkable
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 
-from batchflow.errors import TooLargeError, UsageError
+from batchflow.errors import NotFoundError, TooLargeError, UsageError
 
-__all__ = ["BlobInfo", "BlobStore", "LocalBlobStore", "UrlSigner"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "BlobWriter",
+    "LocalBlobStore",
+    "TaskBlobStore",
+    "UrlSigner",
+    "open_task_store",
+    "put_stream",
+]
 
 _CHUNK = 1024 * 1024
 _WRITE_BLOCK = 1024 * 1024
@@ -37,30 +53,73 @@ class BlobInfo:
     sha256: str
 
 
+class BlobWriter(Protocol):
+    """One blob being written: ``async with store.open_write(key) as w: await w.write(b)``.
+
+    A clean exit commits the blob atomically under its key (replacing an older one); an
+    exception discards it. :attr:`info` is valid after the commit.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    @property
+    def info(self) -> BlobInfo: ...
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """Where staged bytes live. Keys are ``/``-separated, made by the server, never by users."""
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
-    ) -> BlobInfo: ...
+    locator: str
+    """A URL another process opens the same store with (:func:`open_task_store`)."""
 
-    async def put_file(self, key: str, source: Path, *, info: BlobInfo | None = None) -> BlobInfo:
-        """Move ``source`` (a temp file on the same disk) into the store.
-
-        ``info`` is the size and digest when the caller computed them while writing ``source``.
-        """
+    def open_write(self, key: str, *, max_bytes: int | None = None) -> BlobWriter:
+        """A writer for ``key``; over ``max_bytes`` its ``write`` raises TooLargeError."""
         ...
 
-    def local_path(self, key: str) -> Path:
-        """The file behind ``key`` (the local job runner reads it directly)."""
+    def open_read(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Bytes ``start`` up to (not including) ``end`` of the blob; NotFoundError if absent."""
         ...
 
-    async def exists(self, key: str) -> bool: ...
+    async def stat(self, key: str) -> int | None:
+        """The blob's size, or None when there is no blob under ``key``."""
+        ...
 
     async def delete(self, key: str) -> None: ...
 
-    async def delete_prefix(self, prefix: str) -> None: ...
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete every blob whose key starts with ``prefix + "/"``."""
+        ...
+
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """Keys under ``prefix + "/"``, in no particular order."""
+        ...
+
+
+async def put_stream(
+    store: BlobStore, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
+) -> BlobInfo:
+    """Write ``chunks`` under ``key`` through any store; the committed blob's info."""
+    writer = store.open_write(key, max_bytes=max_bytes)
+    async with writer:
+        async for chunk in chunks:
+            await writer.write(chunk)
+    return writer.info
+
+
+def _check_key(key: str) -> list[str]:
+    parts = key.split("/")
+    if not key or any(p in {"", ".", ".."} for p in parts) or key.startswith("."):
+        raise UsageError(f"invalid blob key {key!r}")
+    return parts
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,19 +130,68 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_block(handle: BinaryIO, digest: hashlib._Hash, block: bytes) -> None:
-    digest.update(block)
-    handle.write(block)
+def _install(tmp: Path, dest: Path) -> None:
+    """fsync ``tmp``, rename it to ``dest``, fsync the folder: the blob is there or not."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
 
 
-def _sha256_file(path: Path) -> BlobInfo:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-            size += len(block)
-    return BlobInfo(size=size, sha256=digest.hexdigest())
+class _LocalWriter:
+    """Small network chunks are gathered into ~1 MiB blocks: one worker-thread hop per block
+    (write + hash there), not one per chunk."""
+
+    def __init__(self, dest: Path, tmp: Path, max_bytes: int | None) -> None:
+        self._dest = dest
+        self._tmp = tmp
+        self._max = max_bytes
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._pending = bytearray()
+        self._handle: BinaryIO | None = None
+        self._info: BlobInfo | None = None
+
+    async def __aenter__(self) -> Self:
+        self._handle = await anyio.to_thread.run_sync(self._tmp.open, "wb")
+        return self
+
+    def _write_block(self, block: bytes) -> None:
+        assert self._handle is not None
+        self._digest.update(block)
+        self._handle.write(block)
+
+    async def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._max is not None and self._size > self._max:
+            raise TooLargeError(f"body is larger than {self._max} bytes")
+        self._pending += data
+        if len(self._pending) >= _WRITE_BLOCK:
+            block = bytes(self._pending)
+            self._pending.clear()
+            await anyio.to_thread.run_sync(self._write_block, block)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._handle is not None
+        try:
+            if kind is None and self._pending:
+                await anyio.to_thread.run_sync(self._write_block, bytes(self._pending))
+            await anyio.to_thread.run_sync(self._handle.close)
+            if kind is None:
+                await anyio.to_thread.run_sync(_install, self._tmp, self._dest)
+                self._info = BlobInfo(size=self._size, sha256=self._digest.hexdigest())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(self._tmp).unlink(missing_ok=True)
+
+    @property
+    def info(self) -> BlobInfo:
+        if self._info is None:
+            raise RuntimeError("the blob is not committed")
+        return self._info
 
 
 class LocalBlobStore:
@@ -93,74 +201,108 @@ class LocalBlobStore:
         self.root = root
         self.tmp = root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.locator = root.resolve().as_uri()
 
-    def local_path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in {"", ".", ".."} for p in parts) or key.startswith("."):
-            raise UsageError(f"invalid blob key {key!r}")
-        return self.root.joinpath(*parts)
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*_check_key(key))
 
-    def temp_path(self) -> Path:
-        """A fresh temp file name on the store's file system (for fetches and uploads)."""
-        return self.tmp / secrets.token_hex(16)
+    def open_write(self, key: str, *, max_bytes: int | None = None) -> BlobWriter:
+        return _LocalWriter(self._path(key), self.tmp / secrets.token_hex(16), max_bytes)
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
-    ) -> BlobInfo:
-        # Small network chunks are gathered into ~1 MiB blocks: one worker-thread hop per
-        # block (write + hash there), not one per chunk.
-        tmp = self.temp_path()
-        digest = hashlib.sha256()
-        size = 0
-        pending = bytearray()
+    async def open_read(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         try:
-            handle = await anyio.to_thread.run_sync(tmp.open, "wb")
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLargeError(f"body is larger than {max_bytes} bytes")
-                    pending += chunk
-                    if len(pending) >= _WRITE_BLOCK:
-                        block = bytes(pending)
-                        pending.clear()
-                        await anyio.to_thread.run_sync(_write_block, handle, digest, block)
-                if pending:
-                    await anyio.to_thread.run_sync(_write_block, handle, digest, bytes(pending))
-            finally:
-                await anyio.to_thread.run_sync(handle.close)
-            await self._install(tmp, key)  # fsyncs the file and its folder
-        finally:
-            tmp.unlink(missing_ok=True)
-        return BlobInfo(size=size, sha256=digest.hexdigest())
+            handle = await anyio.open_file(self._path(key), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFoundError(f"no blob {key!r}") from exc
+        async with handle:
+            if start:
+                await handle.seek(start)
+            left = None if end is None else max(0, end - start)
+            while left is None or left > 0:
+                block = await handle.read(_CHUNK if left is None else min(_CHUNK, left))
+                if not block:
+                    return
+                if left is not None:
+                    left -= len(block)
+                yield block
 
-    async def put_file(self, key: str, source: Path, *, info: BlobInfo | None = None) -> BlobInfo:
-        if info is None:
-            info = await anyio.to_thread.run_sync(_sha256_file, source)
-        await self._install(source, key)
-        return info
-
-    async def _install(self, tmp: Path, key: str) -> None:
-        dest = self.local_path(key)
-
-        def install() -> None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-
-        await anyio.to_thread.run_sync(install)
-
-    async def exists(self, key: str) -> bool:
-        return await anyio.Path(self.local_path(key)).is_file()
+    async def stat(self, key: str) -> int | None:
+        try:
+            info = await anyio.Path(self._path(key)).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return None if stat.S_ISDIR(info.st_mode) else info.st_size
 
     async def delete(self, key: str) -> None:
-        await anyio.Path(self.local_path(key)).unlink(missing_ok=True)
+        await anyio.Path(self._path(key)).unlink(missing_ok=True)
 
     async def delete_prefix(self, prefix: str) -> None:
-        target = self.local_path(prefix.rstrip("/"))
+        target = self._path(prefix.rstrip("/"))
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(target, ignore_errors=True))
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        top = self._path(prefix.rstrip("/"))
+        base = prefix.rstrip("/")
+        walk = await anyio.to_thread.run_sync(lambda: list(os.walk(top)))
+        for folder, _dirs, names in walk:
+            rel = Path(folder).relative_to(top).as_posix()
+            for name in names:
+                yield f"{base}/{name}" if rel == "." else f"{base}/{rel}/{name}"
+
+    async def clear_temp(self) -> None:
+        """Remove temp files a killed process left behind (call before serving)."""
+
+        def clear() -> None:
+            for child in self.tmp.iterdir():
+                with contextlib.suppress(OSError):
+                    child.unlink()
+
+        await anyio.to_thread.run_sync(clear)
+
+
+class TaskBlobStore(Protocol):
+    """The synchronous view of a store that job tasks use in their worker process."""
+
+    def local_file(self, key: str) -> contextlib.AbstractContextManager[Path]:
+        """The blob as a file on this machine for the duration of the block."""
+        ...
+
+    def put_file(self, key: str, source: Path) -> BlobInfo:
+        """Store the file ``source`` under ``key`` (it may be moved away)."""
+        ...
+
+
+class _LocalTaskStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
+        yield self.root.joinpath(*_check_key(key))
+
+    def put_file(self, key: str, source: Path) -> BlobInfo:
+        digest = hashlib.sha256()
+        size = 0
+        with source.open("rb") as handle:
+            while block := handle.read(_CHUNK):
+                digest.update(block)
+                size += len(block)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / secrets.token_hex(16)
+        shutil.move(source, tmp)  # a rename on the same disk
+        _install(tmp, self.root.joinpath(*_check_key(key)))
+        return BlobInfo(size=size, sha256=digest.hexdigest())
+
+
+def open_task_store(locator: str) -> TaskBlobStore:
+    """The store behind ``locator`` (a :attr:`BlobStore.locator`), for a worker process."""
+    parts = urlsplit(locator)
+    if parts.scheme == "file":
+        return _LocalTaskStore(Path(unquote(parts.path)))
+    raise UsageError(f"unsupported blob store {locator!r}")
 
 
 class UrlSigner:

@@ -19,12 +19,13 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import anyio
 import httpx
@@ -38,12 +39,15 @@ __all__ = [
     "MAX_REDIRECTS",
     "DownloadFailedError",
     "DownloadTooLargeError",
+    "ByteSink",
     "FetchResult",
+    "FileSink",
     "IPAddress",
     "ResolvedUrl",
     "UnsafeUrlError",
     "UrlPolicy",
     "backoff_delay",
+    "fetch_to",
     "fetch_to_file",
     "make_fetch_client",
     "parse_retry_after",
@@ -87,7 +91,7 @@ class DownloadFailedError(PermanentError):
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    """What landed at ``dest``."""
+    """What was fetched: size and SHA-256 of the body, the origin's Content-Type."""
 
     size: int
     sha256: str
@@ -333,38 +337,80 @@ def _check_size(size: int, max_bytes: int, where: str) -> None:
         raise DownloadTooLargeError(f"{where}: body is over {max_bytes} bytes")
 
 
-async def _stream_to_file(
-    response: httpx.Response, url: httpx.URL, dest: Path, max_bytes: int
+class ByteSink(Protocol):
+    """Where a fetched body goes: entered per attempt, a clean exit keeps it, an error drops it.
+
+    A :class:`~batchflow.server.core.blobs.BlobWriter` is one; :class:`FileSink` is another.
+    """
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class FileSink:
+    """A local file, written under a temp name and renamed into place on a clean exit."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+        self._handle: anyio.AsyncFile[bytes] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._handle = await anyio.open_file(self._tmp, "wb")
+        return self
+
+    async def write(self, data: bytes) -> None:
+        assert self._handle is not None
+        await self._handle.write(data)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._handle is not None
+        try:
+            if kind is None:
+                await self._handle.flush()
+                await anyio.to_thread.run_sync(os.fsync, self._handle.wrapped.fileno())
+            await self._handle.aclose()
+            if kind is None:
+                await anyio.to_thread.run_sync(os.replace, self._tmp, self.dest)
+        finally:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+
+
+async def _stream_to(
+    response: httpx.Response, url: httpx.URL, sink: ByteSink, max_bytes: int
 ) -> FetchResult:
     where = redact_url(url)
     length = response.headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > max_bytes:
         raise DownloadTooLargeError(f"{where}: Content-Length {length} is over {max_bytes} bytes")
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
     digest = hashlib.sha256()
     size = 0
-    try:
-        async with await anyio.open_file(tmp, "wb") as handle:
-            with _mapped_httpx_errors(url):
-                async for chunk in response.aiter_bytes(_CHUNK):
-                    size += len(chunk)
-                    _check_size(size, max_bytes, where)
-                    digest.update(chunk)
-                    await handle.write(chunk)
-            await handle.flush()
-            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
-        await anyio.to_thread.run_sync(os.replace, tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    async with sink:
+        with _mapped_httpx_errors(url):
+            async for chunk in response.aiter_bytes(_CHUNK):
+                size += len(chunk)
+                _check_size(size, max_bytes, where)
+                digest.update(chunk)
+                await sink.write(chunk)
     return FetchResult(
         size=size, sha256=digest.hexdigest(), content_type=response.headers.get("content-type")
     )
 
 
 async def _fetch_once(
-    client: httpx.AsyncClient, url: str, dest: Path, policy: UrlPolicy, max_bytes: int
+    client: httpx.AsyncClient,
+    url: str,
+    open_sink: Callable[[], ByteSink],
+    policy: UrlPolicy,
+    max_bytes: int,
 ) -> FetchResult:
     current = _parse(url)
     for _hop in range(MAX_REDIRECTS + 1):
@@ -377,7 +423,7 @@ async def _fetch_once(
                     current = _parse(current.join(location))
                 continue
             _check_status(response, redact_url(current))
-            return await _stream_to_file(response, current, dest, max_bytes)
+            return await _stream_to(response, current, open_sink(), max_bytes)
         finally:
             await response.aclose()
     raise DownloadFailedError(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
@@ -393,7 +439,30 @@ async def fetch_to_file(
     timeout: float = 60.0,  # noqa: ASYNC109 - per attempt, applied with anyio.fail_after
     retry: RetryPolicy | None = None,
 ) -> FetchResult:
-    """Download ``url`` to ``dest`` safely; raise one of the three errors above.
+    """:func:`fetch_to` into the local file ``dest`` (replaced only by a whole body)."""
+    return await fetch_to(
+        client,
+        url,
+        lambda: FileSink(dest),
+        policy=policy,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        retry=retry,
+    )
+
+
+async def fetch_to(
+    client: httpx.AsyncClient,
+    url: str,
+    open_sink: Callable[[], ByteSink],
+    *,
+    policy: UrlPolicy,
+    max_bytes: int,
+    timeout: float = 60.0,  # noqa: ASYNC109 - per attempt, applied with anyio.fail_after
+    retry: RetryPolicy | None = None,
+) -> FetchResult:
+    """Download ``url`` safely into a fresh ``open_sink()`` per attempt; raise one of the
+    three errors above.
 
     ``timeout`` bounds each attempt (redirects + body). Transient failures (connect errors,
     timeouts, 408/429/5xx) are retried per ``retry``; other 4xx fail at once.
@@ -405,7 +474,7 @@ async def fetch_to_file(
         attempt += 1
         try:
             with anyio.fail_after(timeout):
-                return await _fetch_once(client, url, dest, policy, max_bytes)
+                return await _fetch_once(client, url, open_sink, policy, max_bytes)
         except TimeoutError as exc:
             last: TransientError = NetworkError(f"{redact_url(url)}: no answer within {timeout}s")
             last.__cause__ = exc

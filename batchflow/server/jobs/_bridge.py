@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batchflow.server.jobs._spec import TaskSpec
-from batchflow.server.jobs.ports import StagedItem
-from batchflow.server.jobs.worker import ItemOutput
+from batchflow.server.jobs.worker import ItemOutput, TaskItem
 
 __all__ = ["run_workflow"]
 
@@ -32,8 +31,8 @@ def _registry(path: Path | None) -> Any:
 
 
 def run_workflow(
-    spec: TaskSpec, items: Iterable[StagedItem]
-) -> Iterator[tuple[StagedItem, ItemOutput]]:
+    spec: TaskSpec, items: Iterable[TaskItem]
+) -> Iterator[tuple[TaskItem, ItemOutput]]:
     """The :class:`~batchflow.server.jobs.worker.TaskRunner` used unless a test plugs another."""
     from batchflow.server.workflows import (
         WorkflowError,
@@ -44,9 +43,9 @@ def run_workflow(
     )
 
     workflow = _registry(spec.workflows_file).resolve(spec.workflow_id)
-    in_flight: deque[StagedItem] = deque()  # run_items keeps input order
+    in_flight: deque[TaskItem] = deque()  # run_items keeps input order
 
-    def work_items(source: Iterable[StagedItem]) -> Iterator[WorkItem]:
+    def work_items(source: Iterable[TaskItem]) -> Iterator[WorkItem]:
         for item in source:
             in_flight.append(item)
             yield WorkItem(name=item.name, path=item.path, content_type=item.content_type)

@@ -12,12 +12,8 @@ and replace the earlier copy).
 from __future__ import annotations
 
 import math
-import mimetypes
-import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,7 +21,7 @@ import anyio.to_thread
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
 
-from batchflow.server.jobs._spec import TaskFailedError, TaskSpec
+from batchflow.server.jobs._spec import TaskFailedError, TaskOutcome, TaskSpec
 from batchflow.server.jobs._store import inserted_pk, shielded, write_log
 from batchflow.server.jobs.ports import StagedItem
 from batchflow.server.jobs.schema import jobs, stages, tasks, utcnow
@@ -34,8 +30,6 @@ if TYPE_CHECKING:
     from batchflow.server.jobs._run import JobRun
 
 __all__ = ["ProcessingStage", "new_task", "plan_chunks"]
-
-_RESULT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
 
 def plan_chunks(count: int, items_per_task: int, max_parallel: int) -> list[range]:
@@ -252,8 +246,8 @@ class ProcessingStage:
                         updated_at=utcnow(),
                     )
                 )
-            out_dir = self.job_run.task_dir("processing", row.task_id)
-            spec = self._task_spec(row.task_id, found, out_dir)
+            prefix = await self.ctx.staging.output_prefix(self.job.workspace, output_batch)
+            spec = self._task_spec(row.task_id, found, prefix)
             control.running[row.id] = time.monotonic()
             try:
                 outcome = await self.ctx.executor.run_task(
@@ -294,20 +288,19 @@ class ProcessingStage:
                     task_id=row.task_id,
                 )
                 return
-            await self._publish(output_batch, out_dir, outcome.image_files, outcome.result_file)
+            await self._publish(output_batch, outcome)
             await self.job_run.finish_task(
                 row, "succeeded", counts,
                 machine_seconds=outcome.machine_seconds, processed=outcome.processed,
-                failed=failed, result_file=outcome.result_file.name,
+                failed=failed, result_file=outcome.result.name,
             )  # fmt: skip
             if failed:
                 await self.job_run.log(
                     "warning", "items-failed", {**counts, "errors": list(outcome.errors)},
                     stage_id="processing", task_id=row.task_id,
                 )  # fmt: skip
-            await anyio.to_thread.run_sync(shutil.rmtree, out_dir, True)
 
-    def _task_spec(self, task_id: str, items: tuple[StagedItem, ...], out_dir: Path) -> TaskSpec:
+    def _task_spec(self, task_id: str, items: tuple[StagedItem, ...], prefix: str) -> TaskSpec:
         spec = self.definition.processing_specification
         compute = self.definition.compute_configuration
         return TaskSpec(
@@ -323,32 +316,17 @@ class ProcessingStage:
             aggregation_format=spec.aggregation_format,
             persist_outputs=spec.persist_images_outputs,
             outputs_to_persist=tuple(spec.images_outputs_to_be_persisted),
-            output_dir=out_dir,
+            blob_store=self.ctx.staging.blob_store,
+            output_prefix=prefix,
             workflows_file=self.ctx.workflows_file,
             image_input_name=spec.image_input_name,
             runner=self.ctx.runner,
         )
 
-    async def _publish(
-        self, batch: str, out_dir: Path, images: Sequence[Path], result_file: Path
-    ) -> None:
+    async def _publish(self, batch: str, outcome: TaskOutcome) -> None:
         """Images first, the result file last: its presence means the task's output is whole."""
-        workspace = self.job.workspace
-        for path in images:
-            name = path.relative_to(out_dir).as_posix()
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            await self.ctx.staging.add_output_file(
-                workspace, batch, name, path, content_type=content_type, part_name="images"
-            )
-        fmt = self.definition.processing_specification.aggregation_format
-        await self.ctx.staging.add_output_file(
-            workspace,
-            batch,
-            result_file.name,
-            result_file,
-            content_type=_RESULT_TYPES[fmt],
-            part_name="results",
-        )
+        for blob in (*outcome.images, outcome.result):
+            await self.ctx.staging.add_output_blob(self.job.workspace, batch, blob)
 
     async def _close(self, stage_pk: int, control: _Control) -> bool:
         now = utcnow()

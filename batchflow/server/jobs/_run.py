@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batchflow.protocol.jobs import JobDefinition, LogSeverity
-from batchflow.server.jobs._export import ArchiveFormat, archive_content_type, pack_archive
+from batchflow.server.jobs._export import ArchiveFormat, export_archive
 from batchflow.server.jobs._processing import ProcessingStage, new_task
 from batchflow.server.jobs._store import effective_definition, inserted_pk, shielded, write_log
 from batchflow.server.jobs.executors import Executor
@@ -193,18 +193,18 @@ class JobRun:
                     .where(tasks.c.id == row.id)
                     .values(status="running", attempts=tasks.c.attempts + 1, updated_at=utcnow())
                 )
+            batch = stage.output_batches[0]
             try:
-                await anyio.to_thread.run_sync(
-                    pack_archive, members, target, self.ctx.archive_format
-                )
-                await self.ctx.staging.add_output_file(
-                    workspace,
-                    stage.output_batches[0],
-                    name,
+                prefix = await self.ctx.staging.output_prefix(workspace, batch)
+                blob = await anyio.to_thread.run_sync(
+                    export_archive,
+                    self.ctx.staging.blob_store,
+                    members,
                     target,
-                    content_type=archive_content_type(self.ctx.archive_format),
-                    part_name="archives",
+                    f"{prefix}/{row.task_id}/archive",
+                    self.ctx.archive_format,
                 )
+                await self.ctx.staging.add_output_blob(workspace, batch, blob)
             except OSError as exc:
                 export_failed = True
                 await self.finish_task(

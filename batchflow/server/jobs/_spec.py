@@ -1,6 +1,7 @@
 """What the scheduler hands an executor (:class:`TaskSpec`) and gets back (:class:`TaskOutcome`).
 
-Both are plain picklable records with local paths, so any executor (a local process pool today,
+Both are plain picklable records that name inputs and outputs as blob keys of one store (its
+locator travels with the spec), never local paths, so any executor (a local process pool today,
 a Ray cluster later) can ship them to where the work runs. Kept free of heavy imports: worker
 processes import this module.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from batchflow.errors import PermanentError
-from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.jobs.ports import OutputBlob, StagedItem
 
 __all__ = ["DEFAULT_RUNNER", "TaskFailedError", "TaskOutcome", "TaskSpec"]
 
@@ -21,7 +22,8 @@ DEFAULT_RUNNER = "batchflow.server.jobs._bridge:run_workflow"
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
-    """One processing task: run ``workflow_id`` over ``items``, write into ``output_dir``.
+    """One processing task: run ``workflow_id`` over ``items`` (blobs of ``blob_store``) and
+    store its outputs under the key prefix ``output_prefix`` of the same store.
 
     ``runner`` is the ``module:attribute`` import path of the worker-side
     :class:`~batchflow.server.jobs.worker.TaskRunner` (the workflows bridge by default; tests
@@ -40,7 +42,8 @@ class TaskSpec:
     aggregation_format: Literal["csv", "jsonl"]
     persist_outputs: bool
     outputs_to_persist: tuple[str, ...]
-    output_dir: Path
+    blob_store: str
+    output_prefix: str
     workflows_file: Path | None = None
     image_input_name: str | None = None
     runner: str = DEFAULT_RUNNER
@@ -48,12 +51,12 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class TaskOutcome:
-    """A finished task: item counts, its result file, persisted images, time spent."""
+    """A finished task: item counts, its stored result file and images, time spent."""
 
     processed: int
     failed: int
-    result_file: Path
-    image_files: tuple[Path, ...]
+    result: OutputBlob
+    images: tuple[OutputBlob, ...]
     machine_seconds: float
     errors: tuple[dict[str, Any], ...] = ()  # a sample: {"item", "kind", "message"}
 

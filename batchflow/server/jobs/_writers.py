@@ -19,9 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-__all__ = ["ITEM_COLUMN", "ResultWriter"]
+__all__ = ["ITEM_COLUMN", "RESULT_CONTENT_TYPES", "ResultWriter"]
 
 ITEM_COLUMN = "file_name"
+RESULT_CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
 
 def _cell(value: Any) -> str:

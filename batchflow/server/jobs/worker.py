@@ -2,16 +2,20 @@
 
 :func:`execute_task` is synchronous and runs in a worker process (``LocalProcessExecutor``) or a
 thread (``InlineExecutor``). The work itself is done by a :class:`TaskRunner` named in
-``TaskSpec.runner``; the default bridges to :mod:`batchflow.server.workflows`. Worker processes
+``TaskSpec.runner``; the default bridges to :mod:`batchflow.server.workflows`. Inputs are read
+and outputs stored through the spec's blob store (:func:`open_task_store`); the result file and
+images are written to a scratch folder of this machine first. Worker processes
 run :func:`serve` (started by :mod:`multiprocessing`, spawn context): this module and its imports
 stay light so a fresh worker starts fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import mimetypes
 import re
-import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,13 +23,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from batchflow.server.core.blobs import TaskBlobStore, open_task_store
 from batchflow.server.jobs._spec import TaskOutcome, TaskSpec
-from batchflow.server.jobs._writers import ResultWriter
-from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.jobs._writers import RESULT_CONTENT_TYPES, ResultWriter
+from batchflow.server.jobs.ports import OutputBlob
 
 __all__ = [
     "ItemOutput",
     "TaskCancelledError",
+    "TaskItem",
     "TaskRunner",
     "execute_task",
     "load_runner",
@@ -50,12 +56,22 @@ class ItemOutput:
     error: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskItem:
+    """One staged item as a runner sees it: a file on this machine (``path``)."""
+
+    name: str
+    path: Path
+    content_type: str
+    size: int
+
+
 class TaskRunner(Protocol):
     """Turns staged items into outputs, in input order, with ``spec.workers`` concurrency."""
 
     def __call__(
-        self, spec: TaskSpec, items: Iterable[StagedItem]
-    ) -> Iterator[tuple[StagedItem, ItemOutput]]: ...
+        self, spec: TaskSpec, items: Iterable[TaskItem]
+    ) -> Iterator[tuple[TaskItem, ItemOutput]]: ...
 
 
 class TaskCancelledError(Exception):
@@ -99,59 +115,99 @@ class _ImageSink:
         self.files.append(target)
 
 
+def _local_items(
+    store: TaskBlobStore, spec: TaskSpec, stack: contextlib.ExitStack
+) -> Iterator[TaskItem]:
+    for item in spec.items:
+        path = stack.enter_context(store.local_file(item.key))
+        yield TaskItem(name=item.name, path=path, content_type=item.content_type, size=item.size)
+
+
+def _store(
+    store: TaskBlobStore, spec: TaskSpec, path: Path, name: str, *, part: str, slot: str
+) -> OutputBlob:
+    # keyed by the server (task and slot), never by user names: bounded length, no surprises
+    key = f"{spec.output_prefix}/{spec.task_id}/{slot}"
+    info = store.put_file(key, path)
+    if part == "results":
+        content_type = RESULT_CONTENT_TYPES[spec.aggregation_format]
+    else:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return OutputBlob(name, part, key, info.size, info.sha256, content_type)
+
+
 def execute_task(
     spec: TaskSpec,
     *,
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TaskOutcome:
-    """Run one task to completion; its files land in ``spec.output_dir`` (emptied first)."""
+    """Run one task to completion; its outputs are stored under ``spec.output_prefix``.
+
+    Output keys are fixed per (task, name): a task run again after a crash overwrites them.
+    """
     started = time.monotonic()
-    shutil.rmtree(spec.output_dir, ignore_errors=True)
-    spec.output_dir.mkdir(parents=True)
-    runner = load_runner(spec.runner)
-    result_path = spec.output_dir / f"{spec.task_id}.{spec.aggregation_format}"
-    images = _ImageSink(spec.output_dir, frozenset(spec.outputs_to_persist))
-    processed = failed = done = 0
-    errors: list[dict[str, Any]] = []
-    total = max(len(spec.items), 1)
-    last_report = 0.0
-    with ResultWriter(result_path, spec.aggregation_format) as writer:
-        outputs = runner(spec, spec.items)
-        try:
-            for item, output in outputs:
-                if should_stop is not None and should_stop():
-                    raise TaskCancelledError(spec.task_id)
-                done += 1
-                for row in output.rows:
-                    writer.add(item.name, row)
-                if output.error is not None:
-                    failed += 1
-                    kind = str(output.error.get("kind", "workflow-failed"))
-                    message = str(output.error.get("message", ""))
-                    writer.add_error(item.name, kind, message)
-                    if len(errors) < _ERROR_SAMPLE:
-                        errors.append({"item": item.name, "kind": kind, "message": message})
-                else:
-                    processed += 1
-                    if spec.persist_outputs:
-                        for name, data, extension in output.images:
-                            images.write(item.name, name, data, extension)
-                now = time.monotonic()
-                if on_progress is not None and (now - last_report >= _PROGRESS_EVERY):
-                    last_report = now
-                    on_progress(done / total)
-        finally:
-            close = getattr(outputs, "close", None)
-            if close is not None:
-                close()
+    store = open_task_store(spec.blob_store)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"batchflow-{spec.task_id}-") as scratch,
+        contextlib.ExitStack() as inputs,
+    ):
+        root = Path(scratch)
+        runner = load_runner(spec.runner)
+        result_path = root / f"{spec.task_id}.{spec.aggregation_format}"
+        images = _ImageSink(root, frozenset(spec.outputs_to_persist))
+        processed = failed = done = 0
+        errors: list[dict[str, Any]] = []
+        total = max(len(spec.items), 1)
+        last_report = 0.0
+        with ResultWriter(result_path, spec.aggregation_format) as writer:
+            outputs = runner(spec, _local_items(store, spec, inputs))
+            try:
+                for item, output in outputs:
+                    if should_stop is not None and should_stop():
+                        raise TaskCancelledError(spec.task_id)
+                    done += 1
+                    for row in output.rows:
+                        writer.add(item.name, row)
+                    if output.error is not None:
+                        failed += 1
+                        kind = str(output.error.get("kind", "workflow-failed"))
+                        message = str(output.error.get("message", ""))
+                        writer.add_error(item.name, kind, message)
+                        if len(errors) < _ERROR_SAMPLE:
+                            errors.append({"item": item.name, "kind": kind, "message": message})
+                    else:
+                        processed += 1
+                        if spec.persist_outputs:
+                            for name, data, extension in output.images:
+                                images.write(item.name, name, data, extension)
+                    now = time.monotonic()
+                    if on_progress is not None and (now - last_report >= _PROGRESS_EVERY):
+                        last_report = now
+                        on_progress(done / total)
+            finally:
+                close = getattr(outputs, "close", None)
+                if close is not None:
+                    close()
+        stored = tuple(
+            _store(
+                store,
+                spec,
+                path,
+                path.relative_to(root).as_posix(),
+                part="images",
+                slot=f"i{index}",
+            )
+            for index, path in enumerate(images.files)
+        )
+        result = _store(store, spec, result_path, result_path.name, part="results", slot="result")
     if on_progress is not None:
         on_progress(1.0)
     return TaskOutcome(
         processed=processed,
         failed=failed,
-        result_file=result_path,
-        image_files=tuple(images.files),
+        result=result,
+        images=stored,
         machine_seconds=time.monotonic() - started,
         errors=tuple(errors),
     )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from batchflow.errors import NotFoundError
 from batchflow.protocol.webhooks import JobNotification
+from batchflow.server.core.blobs import BlobInfo
 from batchflow.server.core.outbox import enqueue_webhook
-from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.jobs.ports import OutputBlob, StagedItem
 from batchflow.server.staging.service import StagingService
 
 __all__ = ["CatalogStagingPort", "OutboxNotifier"]
@@ -24,6 +24,7 @@ class CatalogStagingPort:
 
     def __init__(self, staging: StagingService) -> None:
         self.staging = staging
+        self.blob_store = staging.blobs.locator
 
     def _check(self, workspace: str) -> None:
         if workspace != self.staging.workspace:
@@ -45,7 +46,7 @@ class CatalogStagingPort:
         return [
             StagedItem(
                 name=row.name,
-                path=self.staging.blob_path(row),
+                key=row.blob_key,
                 content_type=row.content_type,
                 size=row.size,
             )
@@ -58,20 +59,19 @@ class CatalogStagingPort:
         self._check(workspace)
         await self.staging.create_batch(batch_id, "multipart-batch", content_type, display_name)
 
-    async def add_output_file(
-        self,
-        workspace: str,
-        batch_id: str,
-        name: str,
-        source: Path,
-        *,
-        content_type: str,
-        part_name: str,
-    ) -> None:
+    async def output_prefix(self, workspace: str, batch_id: str) -> str:
         self._check(workspace)
-        await self.staging.add_file(
-            batch_id, name, source, content_type, part_name or None, replace=True
-        )
+        batch = await self.staging.get_batch(batch_id)
+        return f"b{batch.pk}/o"  # under the batch's own prefix: its expiry removes them
+
+    async def add_output_blob(self, workspace: str, batch_id: str, blob: OutputBlob) -> None:
+        self._check(workspace)
+        batch = await self.staging.get_batch(batch_id)
+        info = BlobInfo(size=blob.size, sha256=blob.sha256)
+        await self.staging.add_blob(
+            batch, blob.name, blob.key, info,
+            content_type=blob.content_type, part_name=blob.part_name or None, replace=True,
+        )  # fmt: skip
 
 
 class OutboxNotifier:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +27,13 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, ConflictError, UsageError
 from batchflow.protocol.ids import validate_batch_id
 from batchflow.protocol.staging import IngestResponse, ReferencesIngestRequest
-from batchflow.server.core.blobs import BlobInfo
+from batchflow.server.core.blobs import BlobWriter
 from batchflow.server.core.netguard import (
     DownloadFailedError,
     DownloadTooLargeError,
     UnsafeUrlError,
     UrlPolicy,
+    fetch_to,
     fetch_to_file,
 )
 from batchflow.server.core.wakeup import Wakeup
@@ -211,7 +213,9 @@ class IngestWorker:
         return await self._read_references_file(url)
 
     async def _read_references_file(self, url: str) -> list[tuple[str, str]]:
-        dest = self.staging.blobs.temp_path()
+        scratch = self.settings.tmp_dir
+        await anyio.Path(scratch).mkdir(parents=True, exist_ok=True)
+        dest = scratch / f"references-{secrets.token_hex(16)}.jsonl"
         limit = self.settings.limits.max_references_per_request
         try:
             try:
@@ -357,37 +361,36 @@ class IngestWorker:
     async def _fetch(self, item: PendingFile) -> FileOutcome:
         images = item.kind == "image-references"
         max_bytes = self.settings.limits.max_image_bytes if images else MAX_VIDEO_BYTES
-        dest = self.staging.blobs.temp_path()
+        # one key per queued row: a fetch repeated after a crash overwrites, never leaks
+        key = f"b{item.batch_pk}/r{item.pk}"
+        writers: list[BlobWriter] = []
+
+        def open_sink() -> BlobWriter:  # a fresh writer per attempt
+            writers.append(self.staging.blobs.open_write(key))
+            return writers[-1]
+
         try:
-            try:
-                result = await fetch_to_file(
-                    self.client,
-                    item.url,
-                    dest,
-                    policy=self.url_policy,
-                    max_bytes=max_bytes,
-                    retry=_FETCH_RETRY,
-                )
-            except DownloadTooLargeError as exc:
-                return FileOutcome(
-                    failure_type="file-size-limit-exceeded", failure_reason=exc.message
-                )
-            except UnsafeUrlError as exc:
-                return FileOutcome(failure_type="unsafe-url-detected", failure_reason=exc.message)
-            except (DownloadFailedError, BatchflowError, OSError) as exc:
-                return FileOutcome(failure_type="download-failed", failure_reason=str(exc))
-            # one key per queued row: a fetch repeated after a crash overwrites, never leaks
-            key = f"b{item.batch_pk}/r{item.pk}"
-            info = BlobInfo(size=result.size, sha256=result.sha256)  # hashed while fetched
-            await self.staging.blobs.put_file(key, dest, info=info)
-            return FileOutcome(
-                blob_key=key,
-                size=info.size,
-                sha256=info.sha256,
-                content_type=guess_content_type(item.name, _media_type(result.content_type)),
+            result = await fetch_to(
+                self.client,
+                item.url,
+                open_sink,
+                policy=self.url_policy,
+                max_bytes=max_bytes,
+                retry=_FETCH_RETRY,
             )
-        finally:
-            dest.unlink(missing_ok=True)
+        except DownloadTooLargeError as exc:
+            return FileOutcome(failure_type="file-size-limit-exceeded", failure_reason=exc.message)
+        except UnsafeUrlError as exc:
+            return FileOutcome(failure_type="unsafe-url-detected", failure_reason=exc.message)
+        except (DownloadFailedError, BatchflowError, OSError) as exc:
+            return FileOutcome(failure_type="download-failed", failure_reason=str(exc))
+        info = writers[-1].info  # hashed while fetched
+        return FileOutcome(
+            blob_key=key,
+            size=info.size,
+            sha256=info.sha256,
+            content_type=guess_content_type(item.name, _media_type(result.content_type)),
+        )
 
 
 def _media_type(header: str | None) -> str | None:

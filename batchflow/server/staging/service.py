@@ -2,8 +2,8 @@
 
 The job engine creates its output batches with :meth:`StagingService.create_batch` and adds
 files with :meth:`StagingService.add_file`; it reads input batches with
-:meth:`StagingService.iter_files` (each :class:`FileRow` has a ``blob_key``;
-:meth:`StagingService.blob_path` gives the local file).
+:meth:`StagingService.iter_files` (each :class:`FileRow` has a ``blob_key`` in the
+:class:`~batchflow.server.core.blobs.BlobStore`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batchflow.errors import ConflictError
 from batchflow.protocol.ids import validate_batch_id, validate_file_name
-from batchflow.server.core.blobs import BlobInfo, LocalBlobStore, UrlSigner
+from batchflow.server.core.blobs import BlobInfo, BlobStore, UrlSigner, put_stream
 from batchflow.server.core.db import utcnow
 from batchflow.server.core.settings import ServerSettings
 from batchflow.server.staging.batches import (
@@ -60,7 +60,7 @@ class StagingService:
     def __init__(
         self,
         engine: AsyncEngine,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         signer: UrlSigner,
         settings: ServerSettings,
     ) -> None:
@@ -113,27 +113,37 @@ class StagingService:
         part_name: str | None = None,
         *,
         max_bytes: int | None = None,
-        move: bool = False,
         replace: bool = False,
     ) -> FileRow:
         """Stage one file (streamed, never whole in memory) into an existing batch.
 
-        ``source`` is a path (copied, or renamed into the store with ``move=True`` when it is on
-        the same file system) or an async byte stream. Adding the same name again with the same
-        bytes is a no-op answering the existing row; other bytes raise :class:`ConflictError`,
-        or with ``replace=True`` take the old file's place (a re-run task never duplicates).
+        ``source`` is a local file (streamed into the store) or an async byte stream. Adding the
+        same name again with the same bytes is a no-op answering the existing row; other bytes
+        raise :class:`ConflictError`, or with ``replace=True`` take the old file's place (a
+        re-run task never duplicates).
         """
         validate_file_name(name)
         batch = await self.get_batch(batch_id)
         key = new_blob_key(batch.pk)
-        info: BlobInfo
-        if isinstance(source, Path):
-            if move:
-                info = await self.blobs.put_file(key, source)
-            else:
-                info = await self.blobs.put_stream(key, _file_chunks(source), max_bytes=max_bytes)
-        else:
-            info = await self.blobs.put_stream(key, source, max_bytes=max_bytes)
+        chunks = _file_chunks(source) if isinstance(source, Path) else source
+        info = await put_stream(self.blobs, key, chunks, max_bytes=max_bytes)
+        return await self.add_blob(
+            batch, name, key, info, content_type=content_type, part_name=part_name, replace=replace
+        )
+
+    async def add_blob(
+        self,
+        batch: BatchRow,
+        name: str,
+        key: str,
+        info: BlobInfo,
+        *,
+        content_type: str | None = None,
+        part_name: str | None = None,
+        replace: bool = False,
+    ) -> FileRow:
+        """Record the stored blob ``key`` as the file ``name`` of ``batch`` (see add_file)."""
+        validate_file_name(name)
         row = FileRow(
             pk=0,
             batch_pk=batch.pk,
@@ -163,13 +173,15 @@ class StagingService:
         except IntegrityError as exc:
             existing = await self._live_file(batch.pk, name, part_name or "")
             if existing is not None and existing.sha256 == info.sha256:
-                await self.blobs.delete(key)
+                if existing.blob_key != key:
+                    await self.blobs.delete(key)
                 return existing
             if existing is not None and replace:
                 return await self._replace(existing, row)
-            await self.blobs.delete(key)
+            if existing is None or existing.blob_key != key:
+                await self.blobs.delete(key)
             raise ConflictError(
-                f"file {name!r} is already in batch {batch_id!r} with other content"
+                f"file {name!r} is already in batch {batch.batch_id!r} with other content"
             ) from exc
         assert result.inserted_primary_key is not None
         return FileRow(
@@ -196,7 +208,8 @@ class StagingService:
                     content_type=new.content_type,
                 )
             )
-        await self.blobs.delete(existing.blob_key)
+        if existing.blob_key != new.blob_key:
+            await self.blobs.delete(existing.blob_key)
         return FileRow(
             pk=existing.pk,
             batch_pk=existing.batch_pk,
@@ -257,10 +270,6 @@ class StagingService:
             if len(page) < page_size:
                 return
             after = page[-1].pk
-
-    def blob_path(self, file: FileRow) -> Path:
-        """The local file holding ``file``'s bytes."""
-        return self.blobs.local_path(file.blob_key)
 
     def download_url(self, file: FileRow) -> str:
         """A signed GET URL for ``file`` (valid for the configured signed-URL TTL)."""

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from batchflow.server.core.blobs import LocalBlobStore
+from batchflow.server.core.blobs import BlobStore
 from batchflow.server.core.db import utcnow
 from batchflow.server.core.outbox import outbox
 from batchflow.server.core.settings import ServerSettings
@@ -27,9 +27,7 @@ OUTBOX_RETENTION = timedelta(days=7)
 class Sweeper:
     """Runs :meth:`sweep_once` every ``settings.sweep_interval`` seconds."""
 
-    def __init__(
-        self, engine: AsyncEngine, blobs: LocalBlobStore, settings: ServerSettings
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, blobs: BlobStore, settings: ServerSettings) -> None:
         self.engine = engine
         self.blobs = blobs
         self.settings = settings

@@ -1,17 +1,18 @@
 """Extraction of one uploaded tar into its batch (see :mod:`batchflow.server.staging.uploads`).
 
-Members are unpacked in a worker thread by :func:`~batchflow.server.staging.tarsafe.iter_tar`
-(streaming, path checks) into temp files; then every row of the extraction commits in one
-transaction.
+The tar is read from the blob store and its members are unpacked in a worker thread by
+:func:`~batchflow.server.staging.tarsafe.iter_tar` (streaming, path checks) into blobs whose
+keys are fixed per (upload, member), so an extraction repeated after a crash overwrites them;
+then every row of the extraction commits in one transaction. An unreadable archive deletes
+the blobs it had written.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from sqlalchemy import update
 from batchflow.errors import BatchflowError, UsageError
 from batchflow.protocol.ids import validate_file_name
 from batchflow.server.core.db import utcnow
+from batchflow.server.staging._threadio import BlobReadStream, write_blob_from_thread
 from batchflow.server.staging.ingests import (
     IngestSpec,
     existing_names,
@@ -41,7 +43,7 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True, slots=True)
 class _Staged:
     name: str
-    path: Path
+    key: str
     size: int
     sha256: str
 
@@ -74,7 +76,7 @@ class TarExtraction:
         batch_pk: int,
         digest: str,
         ingest_pk: int | None,
-        tar_path: Path,
+        tar_key: str,
         authorization: str | None,
     ) -> None:
         self.staging = staging
@@ -83,7 +85,7 @@ class TarExtraction:
         self.batch_pk = batch_pk
         self.digest = digest
         self.ingest_pk = ingest_pk
-        self.tar_path = tar_path
+        self.tar_key = tar_key
         self.authorization = authorization
         self.config: tuple[str | None, str | None] = (None, None)
 
@@ -91,26 +93,29 @@ class TarExtraction:
         ingest_pk, shard_pk = await self._begin()
         staged: list[_Staged] = []
         rejected: list[TarRejection] = []
+        # A crash or cancel before the commit leaves blobs that the next run overwrites.
         try:
-            try:
-                await anyio.to_thread.run_sync(self._unpack, staged, rejected)
-            except (BatchflowError, tarfile.TarError, OSError, EOFError) as exc:
-                await self._fail(ingest_pk, "invalid-archive", f"unreadable tar: {exc}")
-                return
-            ingest_id, url = self.config
-            if ingest_id is not None and not await self._adopt_id(ingest_pk, ingest_id):
-                return
-            await self._commit(
-                ingest_pk=ingest_pk,
-                shard_pk=shard_pk,
-                staged=staged,
-                rejected=rejected,
-                ingest_id=ingest_id,
-                url=url,
-            )
-        finally:
-            for item in staged:
-                item.path.unlink(missing_ok=True)
+            await anyio.to_thread.run_sync(self._unpack, staged, rejected)
+        except (BatchflowError, tarfile.TarError, OSError, EOFError) as exc:
+            await self._fail(ingest_pk, "invalid-archive", f"unreadable tar: {exc}")
+            await self._discard(staged)
+            return
+        ingest_id, url = self.config
+        if ingest_id is not None and not await self._adopt_id(ingest_pk, ingest_id):
+            await self._discard(staged)
+            return
+        await self._commit(
+            ingest_pk=ingest_pk,
+            shard_pk=shard_pk,
+            staged=staged,
+            rejected=rejected,
+            ingest_id=ingest_id,
+            url=url,
+        )
+
+    async def _discard(self, staged: list[_Staged]) -> None:
+        for item in staged:
+            await self.staging.blobs.delete(item.key)
 
     async def _begin(self) -> tuple[int, int]:
         async with self.staging.engine.begin() as conn:
@@ -142,28 +147,19 @@ class TarExtraction:
         return ingest_pk, int(shard_pk)
 
     def _unpack(self, staged: list[_Staged], rejected: list[TarRejection]) -> None:
-        """Worker thread: stream members into temp files (hashing on the way)."""
-        for item in iter_tar(self.tar_path):
-            if isinstance(item, TarRejection):
-                rejected.append(item)
-                continue
-            member, stream = item
-            if member.name == NOTIFICATION_CONFIG:
-                self.config = read_notification_config(stream.read(64 * 1024))
-                continue
-            dest = self.staging.blobs.temp_path()
-            digest = hashlib.sha256()
-            size = 0
-            try:
-                with dest.open("wb") as out:
-                    while block := stream.read(_CHUNK):
-                        digest.update(block)
-                        size += len(block)
-                        out.write(block)
-            except BaseException:  # a truncated archive: no half member left in .tmp
-                dest.unlink(missing_ok=True)
-                raise
-            staged.append(_Staged(member.name, dest, size, digest.hexdigest()))
+        """Worker thread: stream the tar's members into their blobs (hashed on the way)."""
+        with io.BufferedReader(BlobReadStream(self.staging.blobs, self.tar_key), _CHUNK) as tar:
+            for item in iter_tar(tar):
+                if isinstance(item, TarRejection):
+                    rejected.append(item)
+                    continue
+                member, stream = item
+                if member.name == NOTIFICATION_CONFIG:
+                    self.config = read_notification_config(stream.read(64 * 1024))
+                    continue
+                key = f"b{self.batch_pk}/t{self.upload_pk}-{len(staged)}"
+                info = write_blob_from_thread(self.staging.blobs, key, stream)
+                staged.append(_Staged(member.name, key, info.size, info.sha256))
 
     async def _fail(self, ingest_pk: int, error_type: str, reason: str) -> None:
         async with self.staging.engine.begin() as conn:
@@ -203,10 +199,7 @@ class TarExtraction:
         ingest_id: str | None,
         url: str | None,
     ) -> None:
-        # keys fixed per (upload, member): an extraction repeated after a crash overwrites them
-        keys = [f"b{self.batch_pk}/t{self.upload_pk}-{index}" for index in range(len(staged))]
-        for item, key in zip(staged, keys, strict=True):
-            await self.staging.blobs.put_file(key, item.path)
+        keys = [item.key for item in staged]
         unused: list[str] = []
         now = utcnow()
         common = {

@@ -157,7 +157,7 @@ def _check(
 
 
 def iter_tar(
-    path: Path,
+    source: Path | IO[bytes],
     *,
     max_members: int = 500,
     max_member_bytes: int = 20971520,
@@ -169,7 +169,10 @@ def iter_tar(
     and does not count toward ``max_members``. ``data`` is valid only until the next step.
     """
     try:
-        archive = tarfile.open(path, mode="r|*")  # noqa: SIM115 - closed in the finally below
+        if isinstance(source, Path):
+            archive = tarfile.open(source, mode="r|*")  # noqa: SIM115 - closed in the finally
+        else:
+            archive = tarfile.open(fileobj=source, mode="r|*")  # noqa: SIM115 - as above
     except _ARCHIVE_ERRORS as exc:
         raise BadArchiveError(f"not a readable tar archive: {exc}") from exc
     try:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from batchflow.errors import BatchflowError, ConflictError, NotFoundError
 from batchflow.protocol.ids import validate_batch_id, validate_file_name
 from batchflow.protocol.staging import SignedURLResponse
+from batchflow.server.core.blobs import put_stream
 from batchflow.server.core.db import utcnow
 from batchflow.server.core.wakeup import Wakeup
 from batchflow.server.staging.references import MAX_VIDEO_BYTES
@@ -152,7 +153,7 @@ class UploadService:
                 await self._set(upload.pk, state="done", size=row.size, sha256=row.sha256)
                 return
             key = tar_key(upload.batch_pk, upload.upload_id)
-            info = await self.staging.blobs.put_stream(key, chunks, max_bytes=MAX_TAR_BYTES)
+            info = await put_stream(self.staging.blobs, key, chunks, max_bytes=MAX_TAR_BYTES)
             await self._set(upload.pk, state="received", size=info.size, sha256=info.sha256)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -212,7 +213,7 @@ class UploadService:
             batch_pk=upload.batch_pk,
             digest=upload.sha256 or "",
             ingest_pk=upload.ingest_pk,
-            tar_path=self.staging.blobs.local_path(tar_key(upload.batch_pk, upload.upload_id)),
+            tar_key=tar_key(upload.batch_pk, upload.upload_id),
             authorization=self.authorization,
         )
         await job.run()

@@ -1,18 +1,18 @@
 """Test doubles for the job engine's ports: a tmp-dir staging area and a recording notifier.
 
-``LocalDirStaging`` keeps batches under ``root/<workspace>/<batch>/<part>/<name>`` with their
-metadata in memory, and honours the :class:`~batchflow.server.jobs.ports.StagingPort` contract
-(idempotent output batches, replace-on-add).
+``LocalDirStaging`` keeps blobs in a local blob store at ``root`` (keys
+``<workspace>/<batch>/<part>/<name>`` for inputs) with the batches' metadata in memory, and
+honours the :class:`~batchflow.server.jobs.ports.StagingPort` contract (idempotent output
+batches, replace-on-add).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchflow.server.jobs.ports import StagedItem
+from batchflow.server.core.blobs import LocalBlobStore
+from batchflow.server.jobs.ports import OutputBlob, StagedItem
 
 __all__ = ["JobFinished", "LocalDirStaging", "RecordingNotifier"]
 
@@ -32,10 +32,15 @@ class LocalDirStaging:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.blob_store = LocalBlobStore(root).locator
         self.batches: dict[tuple[str, str], _Batch] = {}
 
-    def _path(self, workspace: str, batch_id: str, part: str, name: str) -> Path:
-        return self.root / workspace / batch_id / (part or _NO_PART) / name
+    def path(self, item: StagedItem) -> Path:
+        """The file behind ``item`` (tests read outputs from it)."""
+        return self.root / item.key
+
+    def read(self, item: StagedItem) -> bytes:
+        return self.path(item).read_bytes()
 
     def add_input(
         self,
@@ -53,10 +58,11 @@ class LocalDirStaging:
         )
         staged = []
         for name, data in files.items():
-            path = self._path(workspace, batch_id, part_name, name)
+            key = f"{workspace}/{batch_id}/{part_name or _NO_PART}/{name}"
+            path = self.root / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            item = StagedItem(name=name, path=path, content_type=content_type, size=len(data))
+            item = StagedItem(name=name, key=key, content_type=content_type, size=len(data))
             batch.files[(part_name, name)] = item
             staged.append(item)
         return staged
@@ -83,25 +89,13 @@ class LocalDirStaging:
             (workspace, batch_id), _Batch(content_type, display_name, output=True)
         )
 
-    async def add_output_file(
-        self,
-        workspace: str,
-        batch_id: str,
-        name: str,
-        source: Path,
-        *,
-        content_type: str,
-        part_name: str,
-    ) -> None:
+    async def output_prefix(self, workspace: str, batch_id: str) -> str:
+        return f"{workspace}/{batch_id}/_outputs"
+
+    async def add_output_blob(self, workspace: str, batch_id: str, blob: OutputBlob) -> None:
         batch = self.batches[(workspace, batch_id)]
-        target = self._path(workspace, batch_id, part_name, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-        batch.files[(part_name, name)] = StagedItem(
-            name=name, path=target, content_type=content_type, size=target.stat().st_size
+        batch.files[(blob.part_name, blob.name)] = StagedItem(
+            name=blob.name, key=blob.key, content_type=blob.content_type, size=blob.size
         )
 
 
