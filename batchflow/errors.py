@@ -10,6 +10,7 @@ code (documented in the README).
     │   └── ConfigError                 exit 2   missing/invalid credentials or settings
     ├── AuthError                       exit 4   401/403: wrong or missing API key / credentials
     ├── NotFoundError                   exit 3   unknown batch, job, bucket, container, path
+    │   └── NothingMatched              exit 3   a listing or batch yielded no item at all
     ├── ConflictError                   exit 5   409: id reused with other content
     ├── TooLargeError                   exit 2   413: body or file over a limit
     ├── PermanentError                  exit 1   any other non-retryable failure (4xx, garbage)
@@ -32,6 +33,7 @@ __all__ = [
     "JobFailedError",
     "NetworkError",
     "NotFoundError",
+    "NothingMatched",
     "PartialFailure",
     "PermanentError",
     "RateLimitedError",
@@ -75,6 +77,10 @@ class NotFoundError(BatchflowError):
     """The named batch, job, bucket, container or path does not exist."""
 
     exit_code = 3
+
+
+class NothingMatched(NotFoundError):
+    """A source matched no object, or a batch holds no file: nothing was created or written."""
 
 
 class ConflictError(BatchflowError):

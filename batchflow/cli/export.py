@@ -2,8 +2,9 @@
 
 With ``--job-id`` the batches come from the job's stages only (never guessed from names): the
 ``export`` stage's output batches when that stage exists and has any, else every stage's.
-Exit codes: 0 all files in place; 6 (PartialFailure) some files failed (re-run to retry them);
-1 an unsafe file name or archive member was refused (nothing is written outside the target).
+Exit codes: 0 all files in place; 3 the batches hold no file at all (nothing is written; exit 0
+with ``--allow-empty``); 6 (PartialFailure) some files failed (re-run to retry them); 1 an
+unsafe file name or archive member was refused (nothing is written outside the target).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from batchflow.cli._context import ApiOptions, api_options, run_with_client
 from batchflow.cli._output import Output
 from batchflow.cli.batches import json_option
 from batchflow.client import BatchClient
-from batchflow.errors import UsageError
+from batchflow.errors import NothingMatched, UsageError
 from batchflow.export.download import (
     ExportSummary,
     FileOutcome,
@@ -94,6 +95,9 @@ def _summary_text(summary: ExportSummary) -> str:
               help="Files go to TARGET_DIR/<batch id>/<file name>.")  # fmt: skip
 @click.option("--extract", is_flag=True, help="Extract downloaded archives (with path checks).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--allow-empty", is_flag=True, envvar="BATCHFLOW_ALLOW_EMPTY",
+              help="Exit 0 when there is no file to export (default: exit 3) "
+                   "[env: BATCHFLOW_ALLOW_EMPTY].")  # fmt: skip
 @api_options
 @json_option
 def export(**kwargs: Any) -> None:
@@ -130,8 +134,18 @@ def export(**kwargs: Any) -> None:
                 target,
                 concurrency=kwargs["concurrency"],
                 extract=kwargs["extract"],
+                allow_empty=kwargs["allow_empty"],
                 on_event=progress,
             )
+        except NothingMatched as exc:
+            if job_id is None:
+                raise
+            names = ", ".join(f"'{b}'" for b in batches)
+            which = f"batch {names} is" if len(batches) == 1 else f"batches {names} are"
+            raise NothingMatched(
+                f"job '{job_id}' has no files to export (its output {which} empty; "
+                "use --allow-empty to accept that)"
+            ) from exc
         finally:
             bar.stop()
 

@@ -1,7 +1,8 @@
 """``batchflow ingest`` and ``batchflow sign``: thin click wrappers over :mod:`batchflow.ingest`.
 
 Exit codes (from :mod:`batchflow.errors`): 0 everything went through; 2 bad input (flag, batch
-id, glob, source, credentials); 3 bucket/folder/file not found; 4 refused credentials or key;
+id, glob, source, credentials); 3 bucket/folder/file not found, or nothing matched (unless
+``--allow-empty``; nothing is created either way); 4 refused credentials or key;
 5 conflict; 6 the run finished but items were skipped or shards failed (listed in the summary);
 75 the API or storage stayed unreachable after retries; 130 interrupted (re-run to resume).
 """
@@ -26,7 +27,14 @@ from batchflow.ingest import ingest as run_ingest
 from batchflow.ingest import sign as run_sign
 from batchflow.signing import parse_duration
 
-__all__ = ["ingest", "sign"]
+__all__ = ["allow_empty_option", "ingest", "sign"]
+
+allow_empty_option = click.option(
+    "--allow-empty",
+    is_flag=True,
+    envvar="BATCHFLOW_ALLOW_EMPTY",
+    help="Exit 0 when nothing matches (default: exit 3) [env: BATCHFLOW_ALLOW_EMPTY].",
+)
 
 
 def _human_bytes(n: int) -> str:
@@ -134,6 +142,7 @@ class _Live:
 @click.option("--fail-fast", is_flag=True, help="Stop at the first skipped item or failed shard.")
 @click.option("--restart", is_flag=True, help="Ignore the journal of an earlier run.")
 @click.option("--display-name", default=None, help="Batch display name.")
+@allow_empty_option
 @api_options
 def ingest(  # noqa: PLR0917  # click passes every flag
     source: str,
@@ -150,6 +159,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
     fail_fast: bool,
     restart: bool,
     display_name: str | None,
+    allow_empty: bool,
     api_url: str | None,
     api_key: str | None,
 ) -> None:
@@ -170,6 +180,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
         fail_fast=fail_fast,
         restart=restart,
         display_name=display_name,
+        allow_empty=allow_empty,
     )
     output = Output.create(json_flag)
     settings = None if dry_run else resolve_settings(ApiOptions(api_url=api_url, api_key=api_key))
@@ -225,7 +236,10 @@ def ingest(  # noqa: PLR0917  # click passes every flag
     help="Write to FILE (atomically) instead of stdout.",
 )
 @click.option("--videos", is_flag=True, help="List videos instead of images.")
-def sign(source: str, url_ttl: str, output_path: Path | None, videos: bool) -> None:
+@allow_empty_option
+def sign(
+    source: str, url_ttl: str, output_path: Path | None, videos: bool, allow_empty: bool
+) -> None:
     """Write signed references ({"name", "url"} JSON lines) for a bucket location or glob."""
     ttl = parse_duration(url_ttl)
     out = Output.create(False)
@@ -243,7 +257,13 @@ def sign(source: str, url_ttl: str, output_path: Path | None, videos: bool) -> N
         stream = sys.stdout
         count = anyio.run(
             lambda: run_sign(
-                source, stream, url_ttl=ttl, videos=videos, on_warning=warn, on_skip=skipped
+                source,
+                stream,
+                url_ttl=ttl,
+                videos=videos,
+                allow_empty=allow_empty,
+                on_warning=warn,
+                on_skip=skipped,
             )
         )
         stream.flush()
@@ -255,7 +275,13 @@ def sign(source: str, url_ttl: str, output_path: Path | None, videos: bool) -> N
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             count = anyio.run(
                 lambda: run_sign(
-                    source, handle, url_ttl=ttl, videos=videos, on_warning=warn, on_skip=skipped
+                    source,
+                    handle,
+                    url_ttl=ttl,
+                    videos=videos,
+                    allow_empty=allow_empty,
+                    on_warning=warn,
+                    on_skip=skipped,
                 )
             )
             handle.flush()

@@ -29,9 +29,15 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchflow.client import ByteSink
-from batchflow.errors import BatchflowError, PartialFailure, PermanentError, UsageError
+from batchflow.errors import (
+    BatchflowError,
+    NothingMatched,
+    PartialFailure,
+    PermanentError,
+    UsageError,
+)
 from batchflow.export.extract import UnsafeArchiveError, extract_archive, is_archive, remove_tree
-from batchflow.pipeline import collapse_errors
+from batchflow.pipeline import collapse_errors, peek
 from batchflow.protocol import FileMetadata, JobStage, validate_batch_id, validate_file_name
 
 __all__ = [
@@ -189,6 +195,24 @@ def _finish(plan: _Plan, meta: FileMetadata) -> int | None:
     return None
 
 
+async def _produce(
+    source: FileSource,
+    batch_ids: Sequence[str],
+    send: MemoryObjectSendStream[tuple[str, FileMetadata]],
+) -> None:
+    async with send:
+        for batch_id in batch_ids:
+            async with source.iter_files(batch_id) as receive:
+                async for meta in receive:
+                    await send.send((batch_id, meta))
+
+
+def _no_files(batch_ids: Sequence[str]) -> NothingMatched:
+    names = ", ".join(f"'{b}'" for b in batch_ids)
+    what = f"batch {names} has" if len(batch_ids) == 1 else f"batches {names} have"
+    return NothingMatched(f"{what} no files to export (use --allow-empty to accept that)")
+
+
 @dataclass
 class _Run:
     source: FileSource
@@ -203,30 +227,30 @@ class _Run:
         if self.on_event is not None:
             self.on_event(outcome)
 
-    async def produce(
-        self, batch_ids: Sequence[str], send: MemoryObjectSendStream[tuple[str, FileMetadata]]
+    async def work(
+        self,
+        receive: MemoryObjectReceiveStream[tuple[str, FileMetadata]],
+        first: tuple[str, FileMetadata] | None = None,
     ) -> None:
-        async with send:
-            for batch_id in batch_ids:
-                async with self.source.iter_files(batch_id) as receive:
-                    async for meta in receive:
-                        await send.send((batch_id, meta))
-
-    async def work(self, receive: MemoryObjectReceiveStream[tuple[str, FileMetadata]]) -> None:
         async with receive:
+            if first is not None:
+                await self.one(*first)
             async for batch_id, meta in receive:
-                try:
-                    outcome = await self.fetch(batch_id, meta)
-                except BatchflowError as exc:
-                    outcome = FileOutcome(
-                        batch_id, meta.file_name, "failed", error=exc.message, error_type=type(exc)
-                    )
-                except OSError as exc:
-                    outcome = FileOutcome(
-                        batch_id, meta.file_name, "failed", error=f"{meta.file_name}: {exc}",
-                        error_type=PermanentError,
-                    )  # fmt: skip
-                self.record(outcome)
+                await self.one(batch_id, meta)
+
+    async def one(self, batch_id: str, meta: FileMetadata) -> None:
+        try:
+            outcome = await self.fetch(batch_id, meta)
+        except BatchflowError as exc:
+            outcome = FileOutcome(
+                batch_id, meta.file_name, "failed", error=exc.message, error_type=type(exc)
+            )
+        except OSError as exc:
+            outcome = FileOutcome(
+                batch_id, meta.file_name, "failed", error=f"{meta.file_name}: {exc}",
+                error_type=PermanentError,
+            )  # fmt: skip
+        self.record(outcome)
 
     async def fetch(self, batch_id: str, meta: FileMetadata) -> FileOutcome:
         plan = await anyio.to_thread.run_sync(_plan, self.root, batch_id, meta)
@@ -320,24 +344,35 @@ async def export_batches(
     *,
     concurrency: int = 8,
     extract: bool = False,
+    allow_empty: bool = False,
     on_event: Callable[[FileOutcome], None] | None = None,
 ) -> ExportSummary:
     """Download every file of ``batch_ids`` into ``target_dir`` (see the module docstring).
 
     Failed files do not stop the others; they are in the summary (see :func:`raise_for_failures`).
+    Batches with no file at all raise :class:`NothingMatched` (unless ``allow_empty``: an
+    empty summary) before ``target_dir`` is created.
     """
     for batch_id in batch_ids:
         validate_batch_id(batch_id)
-    root = await anyio.to_thread.run_sync(_make_root, target_dir)
-    run = _Run(source, root, extract, on_event)
     started = time.monotonic()
     workers = max(1, concurrency)
+    run: _Run | None = None
     send, receive = anyio.create_memory_object_stream[tuple[str, FileMetadata]](workers * 2)
     async with collapse_errors(), anyio.create_task_group() as tg:
-        tg.start_soon(run.produce, list(batch_ids), send)
+        tg.start_soon(_produce, source, list(batch_ids), send)
         with receive:
-            for _ in range(workers):
-                tg.start_soon(run.work, receive.clone())
+            first = await peek(receive)
+            if first is not None:
+                root = await anyio.to_thread.run_sync(_make_root, target_dir)
+                run = _Run(source, root, extract, on_event)
+                tg.start_soon(run.work, receive.clone(), first)
+                for _ in range(workers - 1):
+                    tg.start_soon(run.work, receive.clone())
+    if run is None:
+        if not allow_empty:
+            raise _no_files(batch_ids)
+        run = _Run(source, target_dir, extract, on_event)
     if extract and run.archives:
         await run.extract_all(anyio.CapacityLimiter(max(1, min(workers, 4))))
     seconds = time.monotonic() - started

@@ -41,10 +41,12 @@ from batchflow.pipeline import (
 from batchflow.protocol import validate_file_name
 from batchflow.sources import ObjectRef, Source
 
-__all__ = ["IngestEngine", "IngestProgress", "canonical_source", "identity_for"]
+__all__ = ["IngestEngine", "IngestProgress", "Listing", "canonical_source", "identity_for"]
 
 _MAX_IMAGE_BYTES = Limits().max_image_bytes
 _ShardJob = tuple[Shard[ObjectRef], str]
+Listing = tuple[Sequence[ObjectRef], MemoryObjectReceiveStream[Sequence[ObjectRef]]]
+"""A started listing: its first page (already received) and the stream of the pages after it."""
 
 
 def canonical_source(source: Source) -> str:
@@ -145,10 +147,14 @@ class IngestEngine:
         self._first_done = anyio.Event()
 
     # -- running ---------------------------------------------------------------------------
-    async def run(self) -> IngestSummary:
-        """List, shard and send everything; return the summary (errors propagate)."""
+    async def run(self, listing: Listing | None = None) -> IngestSummary:
+        """List, shard and send everything; return the summary (errors propagate).
+
+        ``listing`` is a listing the caller already started (its first page, peeked, and the
+        stream of the rest, fed by ``source.list_pages`` in the caller's task group); without
+        it the engine starts the listing itself.
+        """
         self._started = self.clock.now()
-        pages_send, pages_recv = anyio.create_memory_object_stream[Sequence[ObjectRef]](2)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[_ShardJob](
             self.options.concurrency
         )
@@ -157,8 +163,13 @@ class IngestEngine:
             if self.on_progress is not None:
                 outer.start_soon(self._tick)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.source.list_pages, pages_send)
-                tg.start_soon(self._chunk, pages_recv, jobs_send)
+                if listing is None:
+                    pages_send, pages_recv = anyio.create_memory_object_stream[Sequence[ObjectRef]](
+                        2
+                    )
+                    tg.start_soon(self.source.list_pages, pages_send)
+                    listing = ((), pages_recv)
+                tg.start_soon(self._chunk, listing, jobs_send)
                 tg.start_soon(
                     lambda: run_workers(
                         self.options.concurrency,
@@ -200,25 +211,27 @@ class IngestEngine:
         names.add(ref.name)
         return True
 
-    async def _chunk(
-        self,
-        receive: MemoryObjectReceiveStream[Sequence[ObjectRef]],
-        send: MemoryObjectSendStream[_ShardJob],
-    ) -> None:
+    async def _chunk(self, listing: Listing, send: MemoryObjectSendStream[_ShardJob]) -> None:
+        first, receive = listing
         size = self.options.shard_size_for(self.mode)
         builder: ShardBuilder[ObjectRef] = ShardBuilder(
             size, identity_for(self.mode, self.source.bucket)
         )
         names: set[str] = set()  # of the shard being built: duplicates in references files
+
+        async def take(page: Sequence[ObjectRef]) -> None:
+            for ref in page:
+                if not self._accept(ref, names):
+                    continue
+                shard = builder.add(ref)
+                if shard is not None:
+                    names.clear()
+                    await self._dispatch(shard, send)
+
         with receive, send:
+            await take(first)
             async for page in receive:
-                for ref in page:
-                    if not self._accept(ref, names):
-                        continue
-                    shard = builder.add(ref)
-                    if shard is not None:
-                        names.clear()
-                        await self._dispatch(shard, send)
+                await take(page)
             last = builder.flush()
             if last is not None:
                 await self._dispatch(last, send)

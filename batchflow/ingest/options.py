@@ -52,7 +52,8 @@ class IngestOptions:
     """One ingest's parameters (validated on construction).
 
     ``shard_size`` is references per request (cloud and references sources); ``tar_size`` is
-    local files per shard (images per tar, or videos acknowledged together).
+    local files per shard (images per tar, or videos acknowledged together). ``allow_empty``
+    accepts a listing that matches nothing (an empty summary) instead of failing.
     """
 
     batch_id: str
@@ -67,6 +68,7 @@ class IngestOptions:
     fail_fast: bool = False
     restart: bool = False
     display_name: str | None = None
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         validate_batch_id(self.batch_id)

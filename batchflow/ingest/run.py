@@ -9,6 +9,7 @@ then runs the :class:`~batchflow.ingest.engine.IngestEngine`. ``sign(uri, out, .
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +21,12 @@ from anyio import CapacityLimiter
 
 from batchflow.client import BatchClient
 from batchflow.config import ClientSettings, RetryPolicy
-from batchflow.errors import NetworkError, NotFoundError, UsageError
-from batchflow.ingest.engine import IngestEngine, IngestProgress, canonical_source
+from batchflow.errors import NetworkError, NotFoundError, NothingMatched, UsageError
+from batchflow.ingest.engine import IngestEngine, IngestProgress, Listing, canonical_source
 from batchflow.ingest.options import IngestMode, IngestOptions, IngestSummary, ingest_mode
 from batchflow.ingest.senders import ReferencesSender, ShardSender, TarSender, VideoSender
 from batchflow.ingest.skips import EventSink, SkipLog
-from batchflow.pipeline import Journal, collapse_errors, journal_path, state_dir
+from batchflow.pipeline import Journal, collapse_errors, journal_path, peek, state_dir
 from batchflow.signing import Signer, sign_many, signer_from_environment, validate_ttl
 from batchflow.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ObjectRef, Source, open_source
 
@@ -116,7 +117,11 @@ async def ingest(
     progress_interval: float = 1.0,
     state_base: Path | None = None,
 ) -> IngestSummary:
-    """Stage ``uri`` into ``options.batch_id``; ``settings`` may be None only for a dry run."""
+    """Stage ``uri`` into ``options.batch_id``; ``settings`` may be None only for a dry run.
+
+    A listing that matches nothing raises :class:`NothingMatched` (unless
+    ``options.allow_empty``: then an empty summary) before any batch or journal is created.
+    """
     skips = SkipLog(fail_fast=options.fail_fast, on_event=on_event)
     source = open_ingest_source(uri, videos=options.videos, skips=skips)
     mode = ingest_mode(source.scheme, videos=options.videos)
@@ -126,31 +131,70 @@ async def ingest(
         _warn_signer(signer, options.url_ttl, on_warning)
     if settings is None and not options.dry_run:
         raise UsageError("no Batch API settings: give --api-url or set API_BASE_URL")
-    source_id = canonical_source(source)
-    journal = _open_journal(options, mode, source_id, state_base)
-    try:
-        if options.dry_run:
-            engine = IngestEngine(
-                source, options, mode, sender=None, skips=skips, journal=journal,
-                on_progress=on_progress, progress_interval=progress_interval,
-            )  # fmt: skip
-            return await engine.run()
-        assert settings is not None
-        workspace = await _workspace(settings)
-        async with BatchClient(
-            settings, concurrency=options.concurrency * 2, workspace=workspace
-        ) as client:
-            if journal is not None and journal.acked:
-                await _check_resumable(client, options.batch_id, journal, settings.api_url)
-            engine = IngestEngine(
-                source, options, mode, sender=_sender(mode, client, options, source, signer),
-                skips=skips, journal=journal, on_progress=on_progress,
-                progress_interval=progress_interval,
-            )  # fmt: skip
-            return await engine.run()
-    finally:
-        if journal is not None:
-            journal.close()
+    workspace = None if options.dry_run else await _workspace(_need(settings))
+
+    def engine(sender: ShardSender | None, journal: Journal | None) -> IngestEngine:
+        return IngestEngine(
+            source, options, mode, sender=sender, skips=skips, journal=journal,
+            on_progress=on_progress, progress_interval=progress_interval,
+        )  # fmt: skip
+
+    async def stage(listing: Listing) -> IngestSummary:
+        journal = _open_journal(options, mode, canonical_source(source), state_base)
+        try:
+            if options.dry_run:
+                return await engine(None, journal).run(listing)
+            api = _need(settings)
+            async with BatchClient(
+                api, concurrency=options.concurrency * 2, workspace=workspace
+            ) as client:
+                if journal is not None and journal.acked:
+                    await _check_resumable(client, options.batch_id, journal, api.api_url)
+                sender = _sender(mode, client, options, source, signer)
+                return await engine(sender, journal).run(listing)
+        finally:
+            if journal is not None:
+                journal.close()
+
+    started = time.monotonic()
+    send, receive = anyio.create_memory_object_stream[Sequence[ObjectRef]](2)
+    async with collapse_errors(), anyio.create_task_group() as tg:
+        tg.start_soon(source.list_pages, send)
+        with receive:
+            # Peek before the journal or the batch exist: an empty listing creates neither.
+            first = await peek(receive)
+            if first is not None:
+                return await stage((first, receive))
+    # The listing ended without a match (a listing error would have been raised above).
+    if not options.allow_empty:
+        raise _nothing_matched(source)
+    return _empty_summary(source, options, mode, skips, time.monotonic() - started)
+
+
+def _need(settings: ClientSettings | None) -> ClientSettings:
+    if settings is None:  # pragma: no cover - ingest() checks this first
+        raise UsageError("no Batch API settings: give --api-url or set API_BASE_URL")
+    return settings
+
+
+def _nothing_matched(source: Source) -> NothingMatched:
+    found = source.scope.nothing_matched(source.statistics())
+    return NothingMatched(f"{found} (use --allow-empty to accept an empty listing)")
+
+
+def _empty_summary(
+    source: Source, options: IngestOptions, mode: IngestMode, skips: SkipLog, elapsed: float
+) -> IngestSummary:
+    """The summary of an accepted empty listing: nothing sent, no journal."""
+    stats = source.statistics()
+    by_kind, examples = skips.snapshot()
+    return IngestSummary(
+        batch_id=options.batch_id, source=canonical_source(source), mode=mode,
+        dry_run=options.dry_run, listed=stats.listed, matched=0, skipped=skips.count,
+        skipped_by_kind=by_kind, skipped_examples=examples, shards_total=0, shards_sent=0,
+        shards_resumed=0, shards_duplicated=0, shards_failed=0, files_sent=0, files_failed=0,
+        bytes_sent=0, elapsed=elapsed, ingest_ids=(),
+    )  # fmt: skip
 
 
 class TextSink(Protocol):
@@ -165,13 +209,15 @@ async def sign(
     *,
     url_ttl: int,
     videos: bool = False,
+    allow_empty: bool = False,
     signer: Signer | None = None,
     on_warning: Callable[[str], None] | None = None,
     on_skip: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> int:
     """Write one ``{"name", "url"}`` JSON line per object of the cloud source ``uri``.
 
-    Returns the number of lines written. Names are keys relative to the listed folder.
+    Returns the number of lines written. Names are keys relative to the listed folder. A
+    listing that matches nothing raises :class:`NothingMatched` unless ``allow_empty``.
     """
     validate_ttl(url_ttl)
     skips = SkipLog(on_event=(lambda _k, fields: on_skip(fields)) if on_skip else None)
@@ -183,23 +229,27 @@ async def sign(
     limiter = CapacityLimiter(2)
     written = 0
 
-    async def consume(receive: anyio.abc.ObjectReceiveStream[Sequence[ObjectRef]]) -> None:
+    async def write(page: Sequence[ObjectRef]) -> None:
         nonlocal written
-        async with receive:
-            async for page in receive:
-                urls = await sign_many(
-                    signer, source.bucket, [r.key for r in page], expires_in=url_ttl,
-                    limiter=limiter,
-                )  # fmt: skip
-                text = "".join(
-                    json.dumps({"name": r.name, "url": u}, ensure_ascii=False) + "\n"
-                    for r, u in zip(page, urls, strict=True)
-                )
-                await anyio.to_thread.run_sync(out.write, text)
-                written += len(page)
+        urls = await sign_many(
+            signer, source.bucket, [r.key for r in page], expires_in=url_ttl, limiter=limiter
+        )
+        text = "".join(
+            json.dumps({"name": r.name, "url": u}, ensure_ascii=False) + "\n"
+            for r, u in zip(page, urls, strict=True)
+        )
+        await anyio.to_thread.run_sync(out.write, text)
+        written += len(page)
 
     send, receive = anyio.create_memory_object_stream[Sequence[ObjectRef]](2)
     async with collapse_errors(), anyio.create_task_group() as tg:
         tg.start_soon(source.list_pages, send)
-        tg.start_soon(consume, receive)
+        with receive:
+            first = await peek(receive)
+            if first is not None:
+                await write(first)
+                async for page in receive:
+                    await write(page)
+    if written == 0 and not allow_empty:
+        raise _nothing_matched(source)
     return written

@@ -13,7 +13,7 @@ the stages; skip shards whose ``shard.key(batch, source).ingest_id`` is ``journa
 
 from __future__ import annotations
 
-from batchflow.pipeline._groups import collapse_errors
+from batchflow.pipeline._groups import collapse_errors, peek
 from batchflow.pipeline._state import journal_path, state_dir
 from batchflow.pipeline.journal import Journal, JournalMismatch
 from batchflow.pipeline.retry import (
@@ -68,6 +68,7 @@ __all__ = [
     "is_transient",
     "iter_shards",
     "journal_path",
+    "peek",
     "retry_call",
     "run_workers",
     "state_dir",

@@ -1,13 +1,29 @@
-"""Exception groups from task groups, collapsed back to the one error that matters."""
+"""Exception groups from task groups, collapsed back to the one error that matters; ``peek``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
+from anyio.abc import ObjectReceiveStream
 
-__all__ = ["collapse_errors"]
+__all__ = ["collapse_errors", "peek"]
+
+T = TypeVar("T")
+
+
+async def peek(receive: ObjectReceiveStream[T]) -> T | None:
+    """The first item of a stream, or None when it ends without one.
+
+    Lets a consumer learn that a listing is empty before it creates anything, while holding
+    only that one item: the rest stays in the stream, produced under backpressure.
+    """
+    try:
+        return await receive.receive()
+    except anyio.EndOfStream:
+        return None
 
 
 @asynccontextmanager

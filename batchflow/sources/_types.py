@@ -22,6 +22,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ObjectRef",
     "OnSkip",
+    "Scope",
     "SkipKind",
     "SkippedItem",
     "Source",
@@ -78,6 +79,39 @@ class SourceStatistics:
     skipped: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a listing covers, for messages: ``noun`` are listed ``within`` ``where``, then
+    filtered by ``pattern`` (a glob relative to ``where``) and ``extensions``."""
+
+    where: str
+    noun: str = "objects"
+    within: str = "under"
+    pattern: str | None = None
+    extensions: frozenset[str] | None = None
+
+    def nothing_matched(self, stats: SourceStatistics) -> str:
+        """One line saying that nothing matched and what was listed (``stats`` of the run)."""
+        if stats.listed == 0:
+            text = f"0 {self.noun} {self.within} {self.where}"
+        else:
+            text = f"0 of {stats.listed:,} {self.noun} {self.within} {self.where} {self._test()}"
+        if stats.skipped:
+            text += f" ({stats.skipped:,} skipped)"
+        return text
+
+    def _test(self) -> str:
+        ends = None
+        if self.extensions is not None:
+            exts = sorted(self.extensions) or ["an allowed extension (none is allowed)"]
+            ends = "end in " + (f"{', '.join(exts[:-1])} or {exts[-1]}" if exts[1:] else exts[0])
+        if self.pattern is not None:
+            return f"match '{self.pattern}'" + (f" and {ends}" if ends else "")
+        if ends is not None:
+            return ends
+        return "are valid" if self.noun == "references" else "are files"
+
+
 @runtime_checkable
 class Source(Protocol):
     """A streaming listing of one location (folder, bucket prefix, glob, references file)."""
@@ -95,6 +129,11 @@ class Source(Protocol):
     @property
     def description(self) -> str:
         """What is listed, as the user would write it (e.g. ``s3://b/photos/**.jpg``)."""
+        ...
+
+    @property
+    def scope(self) -> Scope:
+        """Where it lists and how it filters, for the message of a listing that matched nothing."""
         ...
 
     async def list_pages(self, send: ObjectSendStream[Sequence[ObjectRef]]) -> None:

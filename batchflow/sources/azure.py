@@ -36,7 +36,7 @@ from batchflow.errors import (
     TransientError,
 )
 from batchflow.sources._base import Counters, PageBuffer, check_page_size
-from batchflow.sources._types import DEFAULT_PAGE_SIZE, ObjectRef, SourceStatistics
+from batchflow.sources._types import DEFAULT_PAGE_SIZE, ObjectRef, Scope, SourceStatistics
 from batchflow.sources.glob import Selection
 
 __all__ = ["AzureSource", "container_client_from_env", "translate_azure_error"]
@@ -125,6 +125,10 @@ class AzureSource:
 
     def statistics(self) -> SourceStatistics:
         return self._counters.snapshot()
+
+    @property
+    def scope(self) -> Scope:
+        return self.selection.scope(f"az://{self.bucket}/")
 
     async def list_pages(self, send: ObjectSendStream[Sequence[ObjectRef]]) -> None:
         async with send:

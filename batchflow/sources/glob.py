@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from batchflow.errors import UsageError
-from batchflow.sources._types import matches_extension
+from batchflow.sources._types import Scope, matches_extension
 
 __all__ = ["GLOB_CHARS", "GlobMatcher", "Selection", "compile_glob", "has_glob", "split_glob"]
 
@@ -163,6 +163,14 @@ class Selection:
             base=literal,
             matcher=compile_glob(pattern),
             extensions=extensions,
+        )
+
+    def scope(self, root: str) -> Scope:
+        """The scope for messages; ``root`` is the store's URL ending in '/' (``s3://b/``)."""
+        if self.matcher is None:
+            return Scope(where=root + self.list_prefix, extensions=self.extensions)
+        return Scope(
+            where=root + self.base, pattern=self.matcher.pattern, extensions=self.extensions
         )
 
     def name_of(self, key: str) -> str | None:

@@ -23,6 +23,7 @@ from batchflow.sources._types import (
     DEFAULT_PAGE_SIZE,
     ObjectRef,
     OnSkip,
+    Scope,
     SkippedItem,
     SourceStatistics,
     matches_extension,
@@ -183,6 +184,12 @@ class LocalSource:
 
     def statistics(self) -> SourceStatistics:
         return self._counters.snapshot()
+
+    @property
+    def scope(self) -> Scope:
+        where = self.root if self.root.endswith(os.sep) else self.root + os.sep
+        pattern = self.matcher.pattern if self.matcher is not None else None
+        return Scope(where=where, noun="files", pattern=pattern, extensions=self.extensions)
 
     def check(self) -> None:
         """Raise NotFoundError/UsageError early if the root is missing or not a folder."""

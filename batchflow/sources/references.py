@@ -31,6 +31,7 @@ from batchflow.sources._types import (
     DEFAULT_PAGE_SIZE,
     ObjectRef,
     OnSkip,
+    Scope,
     SkippedItem,
     SourceStatistics,
     matches_extension,
@@ -112,6 +113,12 @@ class ReferencesSource:
 
     def statistics(self) -> SourceStatistics:
         return self._counters.snapshot()
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(
+            where=self.location, noun="references", within="in", extensions=self.extensions
+        )
 
     async def _take(self, buffer: PageBuffer, lineno: int, parsed: ObjectRef | str) -> None:
         self._counters.listed += 1

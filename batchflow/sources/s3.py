@@ -43,7 +43,7 @@ from batchflow.errors import (
     UsageError,
 )
 from batchflow.sources._base import Counters, PageBuffer, check_page_size
-from batchflow.sources._types import DEFAULT_PAGE_SIZE, ObjectRef, SourceStatistics
+from batchflow.sources._types import DEFAULT_PAGE_SIZE, ObjectRef, Scope, SourceStatistics
 from batchflow.sources.glob import Selection
 
 __all__ = ["S3Source", "s3_client_kwargs", "translate_s3_error"]
@@ -158,6 +158,10 @@ class S3Source:
 
     def statistics(self) -> SourceStatistics:
         return self._counters.snapshot()
+
+    @property
+    def scope(self) -> Scope:
+        return self.selection.scope(f"s3://{self.bucket}/")
 
     async def list_pages(self, send: ObjectSendStream[Sequence[ObjectRef]]) -> None:
         async with send:

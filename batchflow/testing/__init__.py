@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import ObjectSendStream
 
-from batchflow.sources import DEFAULT_PAGE_SIZE, ObjectRef, SourceStatistics
+from batchflow.sources import DEFAULT_PAGE_SIZE, ObjectRef, Scope, SourceStatistics
 
 __all__ = ["FakeClock", "MemorySource", "SyntheticSource", "synthetic_key", "synthetic_ref"]
 
@@ -100,6 +100,10 @@ class MemorySource:
     @property
     def description(self) -> str:
         return self._description
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(where=self._description)
 
     def statistics(self) -> SourceStatistics:
         return SourceStatistics(listed=self._listed, matched=self._listed, pages=self._pages)
