@@ -6,6 +6,9 @@ dir (``$BATCHFLOW_DATA_DIR``, else ``$XDG_DATA_HOME/batchflow/service``, else
 
 - ``service.lock``: ``flock``-ed while a CLI checks for or starts the daemon, so two concurrent
   CLIs never start two daemons;
+- ``serve.lock``: ``flock``-ed by the daemon for its whole life (see ``_serve_lock``): a CLI that
+  finds it held while ``/healthz`` does not answer waits for that daemon (it is starting, or busy)
+  instead of starting another;
 - ``api_key`` (mode 0600): the generated key; handed to the daemon through the environment
   (``BATCHFLOW_API_KEYS``), never on its command line, where ``ps`` would show it;
 - ``server.json``: written by ``batchflow serve`` once it listens (``url``, ``pid``, ``workspace``);
@@ -31,7 +34,8 @@ from pathlib import Path
 import click
 import httpx
 
-from batchflow.errors import ConfigError, PermanentError
+from batchflow.cli._serve_lock import LOCK_NAME, serve_lock_held
+from batchflow.errors import ConfigError, ConflictError, PermanentError
 
 __all__ = [
     "LocalService",
@@ -213,6 +217,8 @@ def _wait_ready(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == ConflictError.exit_code and serve_lock_held(data_dir):
+                return _wait_for_holder(data_dir, deadline)  # another serve got there first
             raise PermanentError(
                 f"the local batchflow service exited during start-up (code {proc.returncode}); "
                 f"see {log_path}:\n{tail_log(data_dir, 15)}"
@@ -225,6 +231,25 @@ def _wait_ready(
         time.sleep(0.05)
     raise PermanentError(
         f"the local batchflow service did not become healthy within {timeout:.0f}s; see {log_path}"
+    )
+
+
+def _wait_for_holder(data_dir: Path, deadline: float) -> tuple[str, int, str]:
+    """Wait for the serve that holds the data dir's lock (starting, or too busy for /healthz)."""
+    log_path = _paths(data_dir)[3]
+    while time.monotonic() < deadline:
+        running = _running(data_dir)
+        if running is not None:
+            return running
+        if not serve_lock_held(data_dir):
+            raise PermanentError(
+                f"the local batchflow service exited during start-up; see {log_path}:\n"
+                f"{tail_log(data_dir, 15)}"
+            )
+        time.sleep(0.05)
+    raise PermanentError(
+        f"the local batchflow service (it holds {data_dir / LOCK_NAME}) did not become healthy "
+        f"in time; see {log_path}"
     )
 
 
@@ -246,6 +271,10 @@ def ensure_local_service(
         api_key = read_or_create_secret(key_path, prefix="bf_")
         os.chmod(key_path, 0o600)
         running = _running(data_dir)
+        if running is None and serve_lock_held(data_dir):
+            # a daemon holds the data dir but does not answer yet: wait for it, never start a
+            # second one (it would exit 5 on the lock anyway)
+            running = _wait_for_holder(data_dir, time.monotonic() + timeout)
         if running is None:
             proc = _spawn(data_dir, api_key)
             try:

@@ -166,9 +166,11 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
 ) -> None:
     """Run the Batch API server until SIGTERM or Ctrl-C.
 
-    When listening, DATA_DIR/server.json holds {"url", "pid", "workspace"}.
+    When listening, DATA_DIR/server.json holds {"url", "pid", "workspace"}. DATA_DIR/serve.lock
+    is locked for the life of the process: a second serve on the same DATA_DIR exits 5.
     """
 
+    from batchflow.cli._serve_lock import hold_serve_lock
     from batchflow.logging import configure
     from batchflow.protocol.ids import validate_batch_id
     from batchflow.server.app import create_app, default_plugins
@@ -185,8 +187,8 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
     data_dir = (data_dir or default_data_dir()).expanduser().resolve()
     ttl = parse_duration(batch_ttl)
     data_dir.mkdir(parents=True, exist_ok=True)
-    sock = _bind(host, port)
-    with contextlib.closing(sock):
+    # one serve per data dir, locked before a port is bound (a second one exits 5 naming the pid)
+    with hold_serve_lock(data_dir), contextlib.closing(_bind(host, port)) as sock:
         configure(level=log_level)
         for noisy in ("aiosqlite", "sqlalchemy", "asyncio", "httpcore", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -96,8 +96,14 @@ def _page_size(value: str | None) -> int | None:
 
 
 def _with_token(body: dict[str, Any]) -> dict[str, Any]:
-    """``nextPageToken: null`` on the last page: the reference client's models of the jobs and
-    tasks listings require the key (``Optional[str]`` without a default)."""
+    """``nextPageToken: null`` on the last page, where PROTOCOL.md leaves the key out.
+
+    Only for the jobs and tasks listings: inference-cli 1.8.3 declares the key there as
+    ``Optional[str]`` without a default (``ListBatchJobsResponse``,
+    ``ListJobStageTasksResponse``), which pydantic 2 requires. Its logs model has a default, so
+    logs follow PROTOCOL.md. Proved by tests/compat/test_listings.py
+    (``test_last_pages_parse_in_the_reference_client_models``).
+    """
     body.setdefault("nextPageToken", None)
     return body
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchflow.errors import ConflictError, NotFoundError
@@ -26,6 +26,10 @@ __all__ = [
     "list_parts",
     "require_batch",
 ]
+
+
+# the workspace of expired batches whose id was taken again: no real workspace name has a "~"
+_EXPIRED_WORKSPACE = literal("~expired-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +149,18 @@ async def get_or_create_batch(
     batch = await find_batch(conn, workspace, batch_id)
     if batch is None:
         # an expired batch the sweeper has not removed yet would block the unique key; only an
-        # expired one: a live batch a concurrent request just created must survive
+        # expired one: a live batch a concurrent request just created must survive. It is moved
+        # out of the workspace, not deleted: deleting its row here would leave its blobs with no
+        # row for the sweeper to find; moved, the sweeper removes rows and blobs together
         now = utcnow()
         await conn.execute(
-            batches.delete().where(
+            update(batches)
+            .where(
                 batches.c.workspace == workspace,
                 batches.c.batch_id == batch_id,
                 batches.c.expires_at <= now,
             )
+            .values(workspace=_EXPIRED_WORKSPACE + cast(batches.c.id, String))
         )
         result = await conn.execute(
             batches.insert().values(
