@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from batchflow.server.blobs import LocalBlobStore, UrlSigner
-from batchflow.server.catalog.db import create_catalog_engine, create_schema
-from batchflow.server.catalog.schema import batches, utcnow
-from batchflow.server.settings import ServerSettings, sqlite_url
-from batchflow.server.staging import StagingService
-from batchflow.server.sweeper import Sweeper
+from batchflow.server.core.blobs import LocalBlobStore, UrlSigner
+from batchflow.server.core.db import create_catalog_engine, create_schema, utcnow
+from batchflow.server.core.settings import ServerSettings, sqlite_url
+from batchflow.server.staging.schema import batches
+from batchflow.server.staging.service import StagingService
+from batchflow.server.staging.sweeper import Sweeper
 
 pytestmark = pytest.mark.anyio
 
@@ -58,8 +58,8 @@ async def test_reused_expired_batch_id_leaves_no_old_blob_after_one_sweep(
         assert [f.name async for f in staging.iter_files("reused")] == ["new.jpg"]
 
         removed = await Sweeper(engine, blobs, settings).sweep_once()
-        assert not blobs.local_path(old_file.blob_key).exists()
-        assert _blob_files(settings.blobs_dir) == {blobs.local_path(new_file.blob_key)}
+        assert await blobs.stat(old_file.blob_key) is None
+        assert _blob_files(settings.blobs_dir) == {settings.blobs_dir / new_file.blob_key}
         assert removed == 1
         assert [f.name async for f in staging.iter_files("reused")] == ["new.jpg"]
     finally:
