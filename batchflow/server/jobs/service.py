@@ -7,7 +7,8 @@ restarts are picked up without waiting for the poll interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
@@ -42,7 +43,11 @@ from batchflow.server.jobs._store import (
 from batchflow.server.jobs.ports import StagingPort, WorkflowExists
 from batchflow.server.jobs.schema import jobs, logs, stages, tasks, utcnow
 
-__all__ = ["JobService"]
+__all__ = ["JobService", "WorkflowCheck"]
+
+WorkflowCheck = Callable[[str], Awaitable[bool]]
+"""The awaitable form of :data:`~batchflow.server.jobs.ports.WorkflowExists`: a registry that
+loads in a thread is awaited, never loaded or waited for on the event loop."""
 
 
 class JobService:
@@ -53,7 +58,7 @@ class JobService:
         engine: AsyncEngine,
         staging: StagingPort,
         *,
-        workflow_exists: WorkflowExists | None = None,
+        workflow_exists: WorkflowExists | WorkflowCheck | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
@@ -101,8 +106,12 @@ class JobService:
         if existing is not None:
             return self._same(job_id, existing, digest)
         workflow_id = model.processing_specification.workflow_id
-        if self._workflow_exists is not None and not self._workflow_exists(workflow_id):
-            raise NotFoundError(f"workflow {workflow_id!r} not found")
+        if self._workflow_exists is not None:
+            found = self._workflow_exists(workflow_id)
+            if inspect.isawaitable(found):
+                found = await found
+            if not found:
+                raise NotFoundError(f"workflow {workflow_id!r} not found")
         batch_id = model.job_input.batch_id
         if not await self._staging.batch_exists(workspace, batch_id):
             raise NotFoundError(f"batch {batch_id!r} not found in workspace {workspace!r}")
