@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from batchflow.errors import ConflictError
 
@@ -64,7 +64,7 @@ class JobState(StrEnum):
 
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.ABORTED})
 
-RESTARTED = "restarted"
+RESTARTED: Final = "restarted"
 """``lastNotification.state`` right after a restart (a notification, not a job state)."""
 
 
