@@ -14,22 +14,37 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import update
 
 from batchflow.server.jobs._spec import TaskFailedError, TaskOutcome, TaskSpec
-from batchflow.server.jobs._store import inserted_pk, shielded, write_log
+from batchflow.server.jobs._store import (
+    insert_stage,
+    job_notification,
+    shielded,
+    stage_move,
+    task_move,
+    write_log,
+)
 from batchflow.server.jobs.ports import StagedItem
-from batchflow.server.jobs.schema import jobs, stages, tasks, utcnow
+from batchflow.server.jobs.records import (
+    TaskRecord,
+    job_state,
+    machine_seconds_spent,
+    stage_tasks,
+    unsucceeded_count,
+)
+from batchflow.server.jobs.schema import stages, tasks, utcnow
+from batchflow.server.jobs.states import JobState, StageId, TaskStatus
 
 if TYPE_CHECKING:
     from batchflow.server.jobs._run import JobRun
 
-__all__ = ["ProcessingStage", "new_task", "plan_chunks"]
+__all__ = ["ProcessingStage", "plan_chunks"]
 
 
 def plan_chunks(count: int, items_per_task: int, max_parallel: int) -> list[range]:
@@ -46,22 +61,11 @@ def plan_chunks(count: int, items_per_task: int, max_parallel: int) -> list[rang
     return ranges
 
 
-def new_task(job_pk: int, stage_pk: int, index: int, names: list[str], now: Any) -> dict[str, Any]:
-    return {
-        "job_pk": job_pk,
-        "stage_pk": stage_pk,
-        "task_id": f"{index:05d}",
-        "items": names,
-        "status": "pending",
-        "attempts": 0,
-        "progress": 0.0,
-        "processed": 0,
-        "failed": 0,
-        "machine_seconds": 0.0,
-        "result_file": None,
-        "notification": {},
-        "updated_at": now,
-    }
+class StopReason(StrEnum):
+    """Why the watcher stopped a processing run (the stopped tasks' ``notification.reason``)."""
+
+    TIMEOUT = "timeout"
+    ABORTED = "aborted"
 
 
 @dataclass
@@ -71,7 +75,7 @@ class _Control:
     done_seconds: float
     running: dict[int, float] = field(default_factory=dict)  # task pk -> start (monotonic)
     progress: dict[int, float] = field(default_factory=dict)
-    reason: str | None = None  # "timeout" | "aborted" once the watcher stopped the run
+    reason: StopReason | None = None  # once the watcher stopped the run
 
 
 class ProcessingStage:
@@ -90,7 +94,7 @@ class ProcessingStage:
         workspace, job_id = self.job.workspace, self.job.job_id
         if not await self.ctx.staging.batch_exists(workspace, job_input.batch_id):
             await self.job_run.fail(
-                "pending", "input-batch-missing", {"batchId": job_input.batch_id}
+                JobState.PENDING, "input-batch-missing", {"batchId": job_input.batch_id}
             )
             return False
         items = await self.ctx.staging.list_items(
@@ -106,48 +110,31 @@ class ProcessingStage:
             content_type="mixed" if spec.persist_images_outputs else "metadata",
             display_name=f"{job_id} processing results",
         )
-        now = utcnow()
         async with shielded(self.ctx.engine.begin()) as conn:
-            if not await self.job_run.transition(
-                conn, "pending", state="processing", current_stage="processing"
-            ):
+            if not await self.job_run.transition(conn, JobState.PENDING, JobState.PROCESSING):
                 return False
-            stage = await conn.execute(
-                insert(stages).values(
-                    job_pk=self.pk,
-                    stage_id="processing",
-                    status="running",
-                    tasks_number=len(chunks),
-                    output_batches=[output_batch],
-                    notification={},
-                    started_at=now,
-                    updated_at=now,
-                )
+            await insert_stage(
+                conn,
+                self.pk,
+                StageId.PROCESSING,
+                output_batch,
+                [[items[i].name for i in chunk] for chunk in chunks],
             )
-            stage_pk = inserted_pk(stage)
-            if chunks:
-                await conn.execute(
-                    insert(tasks),
-                    [
-                        new_task(self.pk, stage_pk, index, [items[i].name for i in chunk], now)
-                        for index, chunk in enumerate(chunks)
-                    ],
-                )
             await write_log(
                 conn,
                 self.pk,
                 "info" if items else "warning",
                 "processing-planned" if items else "empty-input",
                 {"items": len(items), "tasks": len(chunks), "outputBatch": output_batch},
-                stage_id="processing",
+                stage_id=StageId.PROCESSING,
             )
         return True
 
     async def run(self) -> bool:
-        stage = await self.job_run.stage("processing")
+        stage = await self.job_run.stage(StageId.PROCESSING)
         if stage is None:  # pragma: no cover - planned in the same transaction as the state
             await self.job_run.fail(
-                "processing", "internal-error", {"reason": "no processing stage"}
+                JobState.PROCESSING, "internal-error", {"reason": "no processing stage"}
             )
             return False
         job_input = self.definition.job_input
@@ -156,23 +143,9 @@ class ProcessingStage:
         )
         by_name = {item.name: item for item in items}
         async with shielded(self.ctx.engine.begin()) as conn:
-            pending = (
-                await conn.execute(
-                    select(tasks)
-                    .where(tasks.c.stage_pk == stage.id, tasks.c.status == "pending")
-                    .order_by(tasks.c.id)
-                )
-            ).all()
-            spent = (
-                await conn.execute(
-                    select(func.coalesce(func.sum(tasks.c.machine_seconds), 0.0)).where(
-                        tasks.c.job_pk == self.pk
-                    )
-                )
-            ).scalar_one()
-            await conn.execute(
-                update(stages).where(stages.c.id == stage.id).values(status="running")
-            )
+            pending = await stage_tasks(conn, stage.pk, {TaskStatus.PENDING})
+            spent = await machine_seconds_spent(conn, self.pk)
+            await conn.execute(stage_move(TaskStatus.RUNNING).where(stages.c.id == stage.pk))
             if self.definition.compute_configuration.machine_type == "gpu" and not self.ctx.has_gpu:
                 await write_log(
                     conn,
@@ -180,19 +153,19 @@ class ProcessingStage:
                     "warning",
                     "gpu-unavailable",
                     {"message": "no GPU on this server: the job runs on CPU"},
-                    stage_id="processing",
+                    stage_id=StageId.PROCESSING,
                 )
-        control = _Control(done_seconds=float(spent) - float(self.job.machine_seconds_base))
+        control = _Control(done_seconds=spent - self.job.machine_seconds_base)
         limiter = anyio.CapacityLimiter(self.definition.max_parallel_tasks)
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch, group.cancel_scope, control)
             async with anyio.create_task_group() as workers:
-                for row in pending:
+                for task in pending:
                     workers.start_soon(
-                        self._run_task, row, stage.output_batches[0], by_name, control, limiter
+                        self._run_task, task, stage.output_batches[0], by_name, control, limiter
                     )
             group.cancel_scope.cancel()
-        return await self._close(stage.id, control)
+        return await self._close(stage.pk, control)
 
     async def _watch(self, scope: anyio.CancelScope, control: _Control) -> None:
         """Every ``watch_interval``: check the timeout budget and aborts, flush progress."""
@@ -203,15 +176,12 @@ class ProcessingStage:
             now = time.monotonic()
             used = control.done_seconds + sum(now - t0 for t0 in control.running.values())
             if used > timeout:
-                control.reason = "timeout"
+                control.reason = StopReason.TIMEOUT
                 scope.cancel()
                 return
             async with shielded(self.ctx.engine.begin()) as conn:
-                state = (
-                    await conn.execute(select(jobs.c.state).where(jobs.c.id == self.pk))
-                ).scalar_one()
-                if state != "processing":
-                    control.reason = "aborted"
+                if await job_state(conn, self.pk) is not JobState.PROCESSING:
+                    control.reason = StopReason.ABORTED
                     scope.cancel()
                     return
                 for task_pk, value in list(control.progress.items()):
@@ -219,59 +189,50 @@ class ProcessingStage:
                         flushed[task_pk] = value
                         await conn.execute(
                             update(tasks)
-                            .where(tasks.c.id == task_pk, tasks.c.status == "running")
+                            .where(tasks.c.id == task_pk, tasks.c.status == TaskStatus.RUNNING)
                             .values(progress=value, updated_at=utcnow())
                         )
 
     async def _run_task(
         self,
-        row: Row[Any],
+        task: TaskRecord,
         output_batch: str,
         by_name: dict[str, StagedItem],
         control: _Control,
         limiter: anyio.CapacityLimiter,
     ) -> None:
         async with limiter:
-            names: list[str] = list(row.items)
+            names = task.items
             found = tuple(by_name[name] for name in names if name in by_name)
             missing = len(names) - len(found)
-            async with shielded(self.ctx.engine.begin()) as conn:
-                await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id == row.id)
-                    .values(
-                        status="running",
-                        attempts=tasks.c.attempts + 1,
-                        progress=0.0,
-                        updated_at=utcnow(),
-                    )
-                )
+            if not await self.job_run.start_task(task):
+                return
             prefix = await self.ctx.staging.output_prefix(self.job.workspace, output_batch)
-            spec = self._task_spec(row.task_id, found, prefix)
-            control.running[row.id] = time.monotonic()
+            spec = self._task_spec(task.task_id, found, prefix)
+            control.running[task.pk] = time.monotonic()
             try:
                 outcome = await self.ctx.executor.run_task(
-                    spec, on_progress=lambda value: control.progress.__setitem__(row.id, value)
+                    spec, on_progress=lambda value: control.progress.__setitem__(task.pk, value)
                 )
             except TaskFailedError as exc:
-                elapsed = time.monotonic() - control.running.pop(row.id)
+                elapsed = time.monotonic() - control.running.pop(task.pk)
                 control.done_seconds += elapsed
                 await self.job_run.finish_task(
-                    row, "failed", {"reason": str(exc)}, machine_seconds=elapsed
+                    task, TaskStatus.FAILED, {"reason": str(exc)}, machine_seconds=elapsed
                 )
                 await self.job_run.log(
                     "error", "task-failed", {"reason": str(exc)},
-                    stage_id="processing", task_id=row.task_id,
+                    stage_id=StageId.PROCESSING, task_id=task.task_id,
                 )  # fmt: skip
                 return
-            control.running.pop(row.id, None)
+            control.running.pop(task.pk, None)
             control.done_seconds += outcome.machine_seconds
             failed = outcome.failed + missing
             rate = failed / len(names) if names else 0.0
             counts = {"processed": outcome.processed, "failed": failed, "items": len(names)}
             if rate > self.definition.max_image_failure_rate:
                 await self.job_run.finish_task(
-                    row, "failed", {"reason": "failure-rate-exceeded", **counts},
+                    task, TaskStatus.FAILED, {"reason": "failure-rate-exceeded", **counts},
                     machine_seconds=outcome.machine_seconds, processed=outcome.processed,
                     failed=failed,
                 )  # fmt: skip
@@ -284,20 +245,20 @@ class ProcessingStage:
                         "maxImageFailureRate": self.definition.max_image_failure_rate,
                         "errors": list(outcome.errors),
                     },
-                    stage_id="processing",
-                    task_id=row.task_id,
+                    stage_id=StageId.PROCESSING,
+                    task_id=task.task_id,
                 )
                 return
             await self._publish(output_batch, outcome)
             await self.job_run.finish_task(
-                row, "succeeded", counts,
+                task, TaskStatus.SUCCEEDED, counts,
                 machine_seconds=outcome.machine_seconds, processed=outcome.processed,
                 failed=failed, result_file=outcome.result.name,
             )  # fmt: skip
             if failed:
                 await self.job_run.log(
                     "warning", "items-failed", {**counts, "errors": list(outcome.errors)},
-                    stage_id="processing", task_id=row.task_id,
+                    stage_id=StageId.PROCESSING, task_id=task.task_id,
                 )  # fmt: skip
 
     def _task_spec(self, task_id: str, items: tuple[StagedItem, ...], prefix: str) -> TaskSpec:
@@ -331,49 +292,47 @@ class ProcessingStage:
     async def _close(self, stage_pk: int, control: _Control) -> bool:
         now = utcnow()
         mono = time.monotonic()
+        reason = control.reason
         async with shielded(self.ctx.engine.begin()) as conn:
+            stopped = TaskStatus.FAILED if reason is StopReason.TIMEOUT else TaskStatus.ABORTED
             for task_pk, started in control.running.items():
-                stopped = "failed" if control.reason == "timeout" else "aborted"
                 await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id == task_pk, tasks.c.status == "running")
+                    task_move(stopped, TaskStatus.RUNNING)
+                    .where(tasks.c.id == task_pk)
                     .values(
-                        status=stopped,
-                        notification={"reason": control.reason or "stopped"},
+                        notification={"reason": reason or "stopped"},
                         machine_seconds=tasks.c.machine_seconds + (mono - started),
                         updated_at=now,
                     )
                 )
-            if control.reason is not None:
+            if reason is not None:
                 await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.stage_pk == stage_pk, tasks.c.status.in_(("pending", "running")))
-                    .values(
-                        status="aborted", notification={"reason": control.reason}, updated_at=now
-                    )
+                    task_move(TaskStatus.ABORTED)  # whatever is still pending or running
+                    .where(tasks.c.stage_pk == stage_pk)
+                    .values(notification={"reason": reason}, updated_at=now)
                 )
-            unsucceeded = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(tasks)
-                    .where(tasks.c.stage_pk == stage_pk, tasks.c.status != "succeeded")
-                )
-            ).scalar_one()
-            status = {"timeout": "failed", "aborted": "aborted"}.get(
-                control.reason or "", "succeeded" if unsucceeded == 0 else "failed"
-            )
+            unsucceeded = await unsucceeded_count(conn, stage_pk)
+            if reason is StopReason.TIMEOUT:
+                status = TaskStatus.FAILED
+            elif reason is StopReason.ABORTED:
+                status = TaskStatus.ABORTED
+            else:
+                status = TaskStatus.SUCCEEDED if unsucceeded == 0 else TaskStatus.FAILED
             await conn.execute(
                 update(stages)
                 .where(stages.c.id == stage_pk)
-                .values(status=status, notification={"failedTasks": unsucceeded}, updated_at=now)
+                .values(notification={"failedTasks": unsucceeded}, updated_at=now)
             )
-            if control.reason == "timeout":
+            # an API abort may have set the stage aborted already: it stays so
+            await conn.execute(stage_move(status).where(stages.c.id == stage_pk))
+            if reason is StopReason.TIMEOUT:
                 if await self.job_run.transition(
-                    conn, "processing", state="failed", is_terminal=True, error=True,
-                    notified=False,
-                    last_notification={"type": "job-state", "state": "failed",
-                                       "reason": "processing-timeout"},
-                ):  # fmt: skip
+                    conn,
+                    JobState.PROCESSING,
+                    JobState.FAILED,
+                    error=True,
+                    notification=job_notification(JobState.FAILED, reason="processing-timeout"),
+                ):
                     await write_log(
                         conn,
                         self.pk,
@@ -384,16 +343,15 @@ class ProcessingStage:
                             "machineSeconds": control.done_seconds
                             + sum(mono - t for t in control.running.values()),
                         },
-                        stage_id="processing",
+                        stage_id=StageId.PROCESSING,
                     )
                 return False
-            if control.reason == "aborted":
+            if reason is StopReason.ABORTED:
                 return False
             return await self.job_run.transition(
                 conn,
-                "processing",
-                state="export",
-                current_stage="export",
+                JobState.PROCESSING,
+                JobState.EXPORT,
                 error=unsucceeded > 0,
-                last_notification={"type": "job-state", "state": "export"},
+                notification=job_notification(JobState.EXPORT),
             )

@@ -1,4 +1,5 @@
-"""Catalog helpers shared by the service and the scheduler: rows to wire models, logs, tokens.
+"""Catalog writes shared by the service and the scheduler: guarded state moves, new stages,
+logs; definitions and page tokens. Reads are in :mod:`.records`.
 
 Page tokens are opaque (base64 of the last row id seen); listings are keyset-paginated on the
 autoincrement id, so a token stays valid while rows are appended.
@@ -10,48 +11,51 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import anyio
 from pydantic import ValidationError
-from sqlalchemy import insert
-from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy import ColumnElement, Update, insert, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchflow.errors import UsageError
-from batchflow.protocol.jobs import (
-    Job,
-    JobDefinition,
-    JobStage,
-    JobTask,
-    LogEntry,
-    LogSeverity,
-    RestartOverrides,
+from batchflow.protocol.jobs import JobDefinition, LogSeverity, RestartOverrides
+from batchflow.server.jobs.records import JobRecord, StageRecord, stage_by_pk
+from batchflow.server.jobs.schema import jobs, logs, stages, tasks, utcnow
+from batchflow.server.jobs.states import (
+    JOB,
+    STAGE,
+    TASK,
+    JobState,
+    StageId,
+    StateMachine,
+    TaskStatus,
 )
-from batchflow.server.jobs.schema import as_utc, logs, utcnow
 
 __all__ = [
-    "PLANNED_STAGES",
     "SUPPORTED_JOB_TYPES",
+    "clamp_page_size",
     "decode_token",
     "definition_digest",
     "effective_definition",
     "encode_token",
+    "insert_stage",
     "inserted_pk",
-    "job_from_row",
-    "log_from_row",
+    "job_move",
+    "job_notification",
     "parse_definition",
     "shielded",
-    "stage_from_row",
-    "task_from_row",
+    "stage_move",
+    "task_move",
     "write_log",
 ]
 
-PLANNED_STAGES = ("processing", "export")
 SUPPORTED_JOB_TYPES = ("simple-image-processing-v1", "simple-video-processing-v1")
 MAX_PAGE_SIZE = 1000
+_S = TypeVar("_S", JobState, TaskStatus)
 
 
 def encode_token(last_id: int) -> str:
@@ -126,12 +130,10 @@ def definition_digest(definition: JobDefinition) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def effective_definition(
-    definition: Mapping[str, Any], overrides: list[dict[str, Any]]
-) -> JobDefinition:
-    """The stored definition with every restart override applied in order."""
-    model = JobDefinition.model_validate(dict(definition))
-    for raw in overrides:
+def effective_definition(job: JobRecord) -> JobDefinition:
+    """The job's stored definition with every restart override applied in order."""
+    model = JobDefinition.model_validate(dict(job.definition))
+    for raw in job.restart_overrides:
         override = RestartOverrides.model_validate(raw)
         changes: dict[str, Any] = {}
         if override.compute_configuration is not None:
@@ -146,55 +148,105 @@ def effective_definition(
     return model
 
 
-def job_from_row(row: Row[Any]) -> Job:
-    return Job(
-        job_id=row.job_id,
-        name=row.name,
-        job_definition=row.definition,
-        current_stage=row.current_stage,
-        planned_stages=list(PLANNED_STAGES),
-        error=bool(row.error),
-        is_terminal=bool(row.is_terminal),
-        last_notification=row.last_notification,
-        created_at=as_utc(row.created_at),
-        last_update=as_utc(row.last_update),
-        restart_parameters_override=list(row.restart_overrides),
+def job_notification(state: JobState | Literal["restarted"], **extra: object) -> dict[str, object]:
+    """``lastNotification`` of a job entering ``state`` (or :data:`~.states.RESTARTED`)."""
+    return {"type": "job-state", "state": state, **extra}
+
+
+def _guard(
+    column: ColumnElement[str],
+    machine: StateMachine[_S],
+    target: _S,
+    current: _S | None,
+) -> ColumnElement[bool]:
+    if current is None:
+        return column.in_(machine.sources(target))
+    machine.check(current, target)
+    return column == current
+
+
+def job_move(target: JobState, current: JobState | None = None) -> Update:
+    """``UPDATE bp_jobs`` into ``target``, only for rows in ``current`` (checked against the
+    state machine) or, when None, in any state allowed to move there: a compare-and-set, so an
+    abort always wins over a scheduler update racing it. Sets ``is_terminal``, ``notified``
+    (False: a terminal job is announced again), ``current_stage`` (non-terminal targets) and
+    ``last_update``; the caller adds the job's pk and any other value."""
+    values: dict[str, object] = {
+        "state": target,
+        "is_terminal": target.is_terminal,
+        "notified": False,
+        "last_update": utcnow(),
+    }
+    if not target.is_terminal:
+        values["current_stage"] = _CURRENT_STAGE[target]
+    return update(jobs).where(_guard(jobs.c.state, JOB, target, current)).values(values)
+
+
+_CURRENT_STAGE = {
+    JobState.PENDING: None,
+    JobState.PROCESSING: StageId.PROCESSING,
+    JobState.EXPORT: StageId.EXPORT,
+}
+
+
+def task_move(target: TaskStatus, current: TaskStatus | None = None) -> Update:
+    """``UPDATE bp_tasks SET status=target`` guarded like :func:`job_move`."""
+    return update(tasks).where(_guard(tasks.c.status, TASK, target, current)).values(status=target)
+
+
+def stage_move(target: TaskStatus, current: TaskStatus | None = None) -> Update:
+    """``UPDATE bp_stages SET status=target`` guarded like :func:`job_move`."""
+    return (
+        update(stages).where(_guard(stages.c.status, STAGE, target, current)).values(status=target)
     )
 
 
-def stage_from_row(row: Row[Any]) -> JobStage:
-    return JobStage(
-        processing_stage_id=row.stage_id,
-        processing_stage_name=row.stage_id,
-        tasks_number=row.tasks_number,
-        output_batches=list(row.output_batches),
-        start_timestamp=as_utc(row.started_at),
-        notification=row.notification,
-        status_type=row.status,
-        last_event_timestamp=as_utc(row.updated_at),
+async def insert_stage(
+    conn: AsyncConnection,
+    job_pk: int,
+    stage_id: StageId,
+    output_batch: str,
+    task_items: Sequence[Sequence[str]],
+) -> StageRecord:
+    """A ``running`` stage writing into ``output_batch``, with one ``pending`` task per entry of
+    ``task_items`` (its item names), task ids ``00000``, ``00001``, ..."""
+    now = utcnow()
+    result = await conn.execute(
+        insert(stages).values(
+            job_pk=job_pk,
+            stage_id=stage_id,
+            status=TaskStatus.RUNNING,
+            tasks_number=len(task_items),
+            output_batches=[output_batch],
+            notification={},
+            started_at=now,
+            updated_at=now,
+        )
     )
-
-
-def task_from_row(row: Row[Any]) -> JobTask:
-    return JobTask(
-        task_id=row.task_id,
-        notification=row.notification,
-        status_type=row.status,
-        progress=float(row.progress),
-        event_timestamp=as_utc(row.updated_at),
-    )
-
-
-def log_from_row(row: Row[Any]) -> LogEntry:
-    return LogEntry(
-        created_at=as_utc(row.created_at),
-        processing_stage_id=row.stage_id,
-        task_id=row.task_id,
-        severity=row.severity,
-        reporting_module=row.reporting_module,
-        log_type=row.log_type,
-        payload=row.payload,
-    )
+    stage_pk = inserted_pk(result)
+    if task_items:
+        await conn.execute(
+            insert(tasks),
+            [
+                {
+                    "job_pk": job_pk,
+                    "stage_pk": stage_pk,
+                    "task_id": f"{index:05d}",
+                    "items": list(names),
+                    "status": TaskStatus.PENDING,
+                    "attempts": 0,
+                    "progress": 0.0,
+                    "processed": 0,
+                    "failed": 0,
+                    "machine_seconds": 0.0,
+                    "result_file": None,
+                    "notification": {},
+                    "updated_at": now,
+                }
+                for index, names in enumerate(task_items)
+            ],
+        )
+    return await stage_by_pk(conn, stage_pk)
 
 
 async def write_log(
@@ -202,9 +254,9 @@ async def write_log(
     job_pk: int,
     severity: LogSeverity,
     log_type: str,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, object],
     *,
-    stage_id: str | None = None,
+    stage_id: StageId | None = None,
     task_id: str | None = None,
     module: str = "batchflow.scheduler",
 ) -> None:

@@ -15,7 +15,6 @@ and ``BATCHFLOW_JOB_WORKERS`` (worker processes, default: CPU count).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -43,33 +42,47 @@ __all__ = ["JobsPlugin", "KnownWorkflows", "server_plugin"]
 _log = structlog.get_logger(__name__)
 
 
+def _registry_ids(path: Path | None) -> frozenset[str]:
+    """The workflow ids of the registry (built-ins, entry points, ``path``); slow, blocking."""
+    from batchflow.server.workflows import WorkflowRegistry
+
+    with WorkflowRegistry.load(path) as registry:
+        return frozenset(registry.known_ids())
+
+
 class KnownWorkflows:
-    """``workflow_exists`` over the workflow registry, loaded once (in a thread: the import of
-    the workflows package is slow, so the server does not wait for it to start)."""
+    """``workflow_exists`` over the workflow registry, loaded once at start-up in a thread.
+
+    Importing the workflows package (and a workflows file's callables: user code) is slow and
+    blocking, so it never runs on the event loop: :meth:`load` runs it in a worker thread while
+    the server starts, and a check that arrives first awaits it without blocking the loop.
+    A registry that failed to load makes every check raise its ConfigError (a 400 naming the
+    file and the entry) until the server is restarted with a fixed file.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._ids: frozenset[str] | None = None
-        self._lock = threading.Lock()
+        self._loaded = anyio.Event()
+        self._ids: frozenset[str] = frozenset()
+        self._failure: str | None = None
 
-    def load(self) -> frozenset[str]:
-        with self._lock:
-            if self._ids is None:
-                from batchflow.server.workflows import WorkflowRegistry
-
-                registry = WorkflowRegistry.load(self.path)
-                self._ids = frozenset(registry.known_ids())
-                registry.close()
-            return self._ids
-
-    async def preload(self) -> None:
+    async def load(self) -> None:
+        """Load the registry in a worker thread (once; run it in the plugin's task group)."""
         try:
-            await anyio.to_thread.run_sync(self.load)
-        except Exception:  # noqa: BLE001  # reported again by the first create_job
+            self._ids = await anyio.to_thread.run_sync(_registry_ids, self.path)
+        except ConfigError as exc:
+            _log.error("could not load the workflow registry", error=exc.message)
+            self._failure = exc.message
+        except Exception as exc:  # noqa: BLE001  # reported by every check instead
             _log.exception("could not load the workflow registry", path=str(self.path))
+            self._failure = f"could not load the workflow registry: {type(exc).__name__}: {exc}"
+        self._loaded.set()
 
-    def __call__(self, workflow_id: str) -> bool:
-        return workflow_id in self.load()
+    async def __call__(self, workflow_id: str) -> bool:
+        await self._loaded.wait()
+        if self._failure is not None:
+            raise ConfigError(self._failure)
+        return workflow_id in self._ids
 
 
 class JobsPlugin:
@@ -130,7 +143,7 @@ class JobsPlugin:
         scheduler = Scheduler(ctx.engine, staging, executor, notifier, config)
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(known.preload)
+                group.start_soon(known.load)
                 await group.start(scheduler.run)
                 self.scheduler = scheduler
                 self.service = JobService(

@@ -28,10 +28,17 @@ from batchflow.server.jobs._export import ArchiveFormat
 from batchflow.server.jobs._processing import plan_chunks
 from batchflow.server.jobs._run import JobRun, RunContext
 from batchflow.server.jobs._spec import DEFAULT_RUNNER
-from batchflow.server.jobs._store import shielded, write_log
+from batchflow.server.jobs._store import job_move, job_notification, shielded, task_move, write_log
 from batchflow.server.jobs.executors import Executor
 from batchflow.server.jobs.ports import Notifier, StagingPort
+from batchflow.server.jobs.records import (
+    job_by_pk,
+    stranded_tasks,
+    unannounced_jobs,
+    unfinished_job_pks,
+)
 from batchflow.server.jobs.schema import jobs, tasks, utcnow
+from batchflow.server.jobs.states import JobState, TaskStatus
 
 __all__ = ["Scheduler", "SchedulerConfig", "detect_gpu", "plan_chunks"]
 
@@ -112,18 +119,12 @@ class Scheduler:
         succeeded tasks keep their published results and are never recomputed.
         """
         async with shielded(self._engine.begin()) as conn:
-            rows = (
-                await conn.execute(
-                    select(tasks.c.id, tasks.c.job_pk, tasks.c.task_id)
-                    .join(jobs, jobs.c.id == tasks.c.job_pk)
-                    .where(tasks.c.status == "running", jobs.c.is_terminal.is_(False))
-                )
-            ).all()
+            rows = await stranded_tasks(conn)
             for row in rows:
                 await conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id == row.id)
-                    .values(status="pending", progress=0.0, updated_at=utcnow())
+                    task_move(TaskStatus.PENDING, TaskStatus.RUNNING)
+                    .where(tasks.c.id == row.pk)
+                    .values(progress=0.0, updated_at=utcnow())
                 )
                 await write_log(
                     conn,
@@ -135,12 +136,9 @@ class Scheduler:
                 )
             # a terminal job can keep running rows only from a crash during abort
             await conn.execute(
-                update(tasks)
-                .where(
-                    tasks.c.status == "running",
-                    tasks.c.job_pk.in_(select(jobs.c.id).where(jobs.c.is_terminal.is_(True))),
-                )
-                .values(status="aborted", updated_at=utcnow())
+                task_move(TaskStatus.ABORTED, TaskStatus.RUNNING)
+                .where(tasks.c.job_pk.in_(select(jobs.c.id).where(jobs.c.is_terminal.is_(True))))
+                .values(updated_at=utcnow())
             )
         return len(rows)
 
@@ -164,19 +162,13 @@ class Scheduler:
 
     async def _unfinished(self) -> list[int]:
         async with shielded(self._engine.connect()) as conn:
-            return list(
-                (
-                    await conn.execute(
-                        select(jobs.c.id).where(jobs.c.is_terminal.is_(False)).order_by(jobs.c.id)
-                    )
-                ).scalars()
-            )
+            return await unfinished_job_pks(conn)
 
     async def _drive(self, job_pk: int, limiter: anyio.CapacityLimiter) -> None:
         try:
             async with limiter:
                 async with shielded(self._engine.connect()) as conn:
-                    job = (await conn.execute(select(jobs).where(jobs.c.id == job_pk))).first()
+                    job = await job_by_pk(conn, job_pk)
                 if job is None or job.is_terminal:
                     return
                 with structlog.contextvars.bound_contextvars(job_id=job.job_id):
@@ -192,23 +184,19 @@ class Scheduler:
         try:
             async with shielded(self._engine.begin()) as conn:
                 changed = await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_pk, jobs.c.is_terminal.is_(False))
-                    .values(
-                        state="failed",
-                        is_terminal=True,
-                        error=True,
-                        notified=False,
-                        last_notification={"type": "job-state", "state": "failed"},
-                        last_update=utcnow(),
-                    )
+                    job_move(JobState.FAILED)  # from whatever live state it was in
+                    .where(jobs.c.id == job_pk)
+                    .values(error=True, last_notification=job_notification(JobState.FAILED))
                 )
                 if changed.rowcount:
-                    for before, after in (("running", "failed"), ("pending", "aborted")):
+                    for before, after in (
+                        (TaskStatus.RUNNING, TaskStatus.FAILED),
+                        (TaskStatus.PENDING, TaskStatus.ABORTED),
+                    ):
                         await conn.execute(
-                            update(tasks)
-                            .where(tasks.c.job_pk == job_pk, tasks.c.status == before)
-                            .values(status=after, updated_at=utcnow())
+                            task_move(after, before)
+                            .where(tasks.c.job_pk == job_pk)
+                            .values(updated_at=utcnow())
                         )
                     await write_log(
                         conn,
@@ -223,20 +211,14 @@ class Scheduler:
     async def _announce_finished(self) -> None:
         """Tell the notifier about terminal jobs not yet announced, then mark them."""
         async with shielded(self._engine.connect()) as conn:
-            rows = (
-                await conn.execute(
-                    select(jobs.c.id, jobs.c.job_id, jobs.c.definition, jobs.c.error).where(
-                        jobs.c.is_terminal.is_(True), jobs.c.notified.is_(False)
-                    )
-                )
-            ).all()
-        for row in rows:
-            url = row.definition.get("notificationsURL")
+            finished = await unannounced_jobs(conn)
+        for job in finished:
+            url = job.definition.get("notificationsURL")
             if url:
                 try:
-                    await self._notifier.job_finished(row.job_id, url, not row.error)
+                    await self._notifier.job_finished(job.job_id, url, not job.error)
                 except Exception:  # noqa: BLE001  # retried at the next tick
-                    _log.exception("job notification failed", job_id=row.job_id)
+                    _log.exception("job notification failed", job_id=job.job_id)
                     continue
             async with shielded(self._engine.begin()) as conn:
-                await conn.execute(update(jobs).where(jobs.c.id == row.id).values(notified=True))
+                await conn.execute(update(jobs).where(jobs.c.id == job.pk).values(notified=True))

@@ -4,14 +4,9 @@ The server calls ``metadata.create_all`` on this one too (tables are prefixed ``
 never clash with the staging catalog). Works on SQLite and PostgreSQL. Timestamps are UTC;
 SQLite hands them back naive, so read them through :func:`as_utc`.
 
-State machine (``bp_jobs.state``)::
-
-    pending -> processing -> export -> completed      (error=true if any task failed)
-         \\________\\__________\\-----> aborted        (POST /abort)
-                    \\------------------> failed       (processing timeout, planning failure)
-
-Task ``status``: pending | running | succeeded | failed | aborted. Restart turns every task
-that did not succeed back to ``pending`` and re-plans the export stage.
+States and statuses (``bp_jobs.state``, ``bp_stages.status``, ``bp_tasks.status``) and the moves
+allowed between them are in :mod:`batchflow.server.jobs.states`; rows are read as the frozen
+records of :mod:`batchflow.server.jobs.records`.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ from sqlalchemy import (
 from batchflow.server.core.db import ID_TYPE, as_utc, timestamp_column, utcnow
 
 __all__ = [
-    "TERMINAL_STATES",
     "as_utc",
     "jobs",
     "logs",
@@ -45,7 +39,6 @@ __all__ = [
 ]
 
 metadata = MetaData()
-TERMINAL_STATES = frozenset({"completed", "failed", "aborted"})
 
 _ID = ID_TYPE
 _ts = timestamp_column

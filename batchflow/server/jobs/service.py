@@ -2,16 +2,17 @@
 
 It validates and records; the :class:`~batchflow.server.jobs.scheduler.Scheduler` does the work.
 ``on_change`` (usually ``scheduler.wake``) is called after every write so new jobs, aborts and
-restarts are picked up without waiting for the poll interval.
+restarts are picked up without waiting for the poll interval. Abort and restart are moves of
+the job state machine (:mod:`.states`): a move it refuses is never written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,17 +33,39 @@ from batchflow.server.jobs._store import (
     definition_digest,
     encode_token,
     inserted_pk,
-    job_from_row,
-    log_from_row,
+    job_move,
+    job_notification,
     parse_definition,
-    stage_from_row,
-    task_from_row,
+    stage_move,
+    task_move,
     write_log,
 )
 from batchflow.server.jobs.ports import StagingPort, WorkflowExists
-from batchflow.server.jobs.schema import jobs, logs, stages, tasks, utcnow
+from batchflow.server.jobs.records import (
+    JobRecord,
+    job_by_id,
+    job_page,
+    job_stage,
+    job_stages,
+    log_page,
+    machine_seconds_spent,
+    task_page,
+)
+from batchflow.server.jobs.schema import jobs, stages, tasks, utcnow
+from batchflow.server.jobs.states import (
+    JOB,
+    RESTARTED,
+    IllegalTransitionError,
+    JobState,
+    StageId,
+    TaskStatus,
+)
 
-__all__ = ["JobService"]
+__all__ = ["JobService", "WorkflowCheck"]
+
+WorkflowCheck = Callable[[str], Awaitable[bool]]
+"""The awaitable form of :data:`~batchflow.server.jobs.ports.WorkflowExists`: a registry that
+loads in a thread is awaited, never loaded or waited for on the event loop."""
 
 
 class JobService:
@@ -53,7 +76,7 @@ class JobService:
         engine: AsyncEngine,
         staging: StagingPort,
         *,
-        workflow_exists: WorkflowExists | None = None,
+        workflow_exists: WorkflowExists | WorkflowCheck | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
@@ -65,15 +88,12 @@ class JobService:
         if self._on_change is not None:
             self._on_change()
 
-    async def _job_row(self, conn: AsyncConnection, workspace: str, job_id: str) -> Row[Any]:
-        row = (
-            await conn.execute(
-                select(jobs).where(jobs.c.workspace == workspace, jobs.c.job_id == job_id)
-            )
-        ).first()
-        if row is None:
+    @staticmethod
+    async def _job(conn: AsyncConnection, workspace: str, job_id: str) -> JobRecord:
+        job = await job_by_id(conn, workspace, job_id)
+        if job is None:
             raise NotFoundError(f"job {job_id!r} not found in workspace {workspace!r}")
-        return row
+        return job
 
     async def create_job(
         self,
@@ -91,18 +111,16 @@ class JobService:
         model = parse_definition(definition)
         digest = definition_digest(model)
         async with self._engine.connect() as conn:
-            existing = (
-                await conn.execute(
-                    select(jobs.c.digest).where(
-                        jobs.c.workspace == workspace, jobs.c.job_id == job_id
-                    )
-                )
-            ).scalar_one_or_none()
+            existing = await job_by_id(conn, workspace, job_id)
         if existing is not None:
-            return self._same(job_id, existing, digest)
+            return self._same(job_id, existing.digest, digest)
         workflow_id = model.processing_specification.workflow_id
-        if self._workflow_exists is not None and not self._workflow_exists(workflow_id):
-            raise NotFoundError(f"workflow {workflow_id!r} not found")
+        if self._workflow_exists is not None:
+            found = self._workflow_exists(workflow_id)
+            if inspect.isawaitable(found):
+                found = await found
+            if not found:
+                raise NotFoundError(f"workflow {workflow_id!r} not found")
         batch_id = model.job_input.batch_id
         if not await self._staging.batch_exists(workspace, batch_id):
             raise NotFoundError(f"batch {batch_id!r} not found in workspace {workspace!r}")
@@ -116,12 +134,12 @@ class JobService:
                         name=name or job_id,
                         definition=dict(definition),
                         digest=digest,
-                        state="pending",
+                        state=JobState.PENDING,
                         error=False,
                         is_terminal=False,
                         current_stage=None,
                         restart_overrides=[],
-                        last_notification={"type": "job-state", "state": "pending"},
+                        last_notification=job_notification(JobState.PENDING),
                         run=0,
                         machine_seconds_base=0.0,
                         notified=False,
@@ -140,8 +158,8 @@ class JobService:
                 )
         except IntegrityError:  # a concurrent create of the same id won the race
             async with self._engine.connect() as conn:
-                row = await self._job_row(conn, workspace, job_id)
-            return self._same(job_id, row.digest, digest)
+                job = await self._job(conn, workspace, job_id)
+            return self._same(job_id, job.digest, digest)
         self._changed()
         return True
 
@@ -153,7 +171,7 @@ class JobService:
 
     async def get_job(self, workspace: str, job_id: str) -> Job:
         async with self._engine.connect() as conn:
-            return job_from_row(await self._job_row(conn, workspace, job_id))
+            return (await self._job(conn, workspace, job_id)).wire()
 
     async def list_jobs(
         self, workspace: str, page_size: int | None = None, token: str | None = None
@@ -161,30 +179,18 @@ class JobService:
         size = clamp_page_size(page_size)
         after = decode_token(token)
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(jobs)
-                    .where(jobs.c.workspace == workspace, jobs.c.id > after)
-                    .order_by(jobs.c.id)
-                    .limit(size + 1)
-                )
-            ).all()
+            rows = await job_page(conn, workspace, after, size + 1)
         more = len(rows) > size
         rows = rows[:size]
         return ListJobsResponse(
-            jobs=[job_from_row(r) for r in rows],
-            next_page_token=encode_token(rows[-1].id) if more else None,
+            jobs=[r.wire() for r in rows],
+            next_page_token=encode_token(rows[-1].pk) if more else None,
         )
 
     async def list_stages(self, workspace: str, job_id: str) -> list[JobStage]:
         async with self._engine.connect() as conn:
-            job = await self._job_row(conn, workspace, job_id)
-            rows = (
-                await conn.execute(
-                    select(stages).where(stages.c.job_pk == job.id).order_by(stages.c.id)
-                )
-            ).all()
-        return [stage_from_row(r) for r in rows]
+            job = await self._job(conn, workspace, job_id)
+            return [stage.wire() for stage in await job_stages(conn, job.pk)]
 
     async def list_tasks(
         self,
@@ -197,29 +203,18 @@ class JobService:
         size = clamp_page_size(page_size)
         after = decode_token(token)
         async with self._engine.connect() as conn:
-            job = await self._job_row(conn, workspace, job_id)
-            stage_pk = (
-                await conn.execute(
-                    select(stages.c.id).where(
-                        stages.c.job_pk == job.id, stages.c.stage_id == stage_id
-                    )
-                )
-            ).scalar_one_or_none()
-            if stage_pk is None:
+            job = await self._job(conn, workspace, job_id)
+            stage = None
+            if stage_id in set(StageId):
+                stage = await job_stage(conn, job.pk, StageId(stage_id))
+            if stage is None:
                 raise NotFoundError(f"stage {stage_id!r} not found in job {job_id!r}")
-            rows = (
-                await conn.execute(
-                    select(tasks)
-                    .where(tasks.c.stage_pk == stage_pk, tasks.c.id > after)
-                    .order_by(tasks.c.id)
-                    .limit(size + 1)
-                )
-            ).all()
+            rows = await task_page(conn, stage.pk, after, size + 1)
         more = len(rows) > size
         rows = rows[:size]
         return ListTasksResponse(
-            tasks=[task_from_row(r) for r in rows],
-            next_page_token=encode_token(rows[-1].id) if more else None,
+            tasks=[r.wire() for r in rows],
+            next_page_token=encode_token(rows[-1].pk) if more else None,
         )
 
     async def list_logs(
@@ -234,54 +229,46 @@ class JobService:
         size = clamp_page_size(page_size)
         after = decode_token(token)
         async with self._engine.connect() as conn:
-            job = await self._job_row(conn, workspace, job_id)
-            query = select(logs).where(logs.c.job_pk == job.id, logs.c.id > after)
-            if severity is not None:
-                query = query.where(logs.c.severity == severity)
-            rows = (await conn.execute(query.order_by(logs.c.id).limit(size + 1))).all()
+            job = await self._job(conn, workspace, job_id)
+            rows = await log_page(conn, job.pk, after, size + 1, severity)
         more = len(rows) > size
         rows = rows[:size]
         return ListLogsResponse(
-            logs=[log_from_row(r) for r in rows],
-            next_page_token=encode_token(rows[-1].id) if more else None,
+            logs=[r.entry for r in rows],
+            next_page_token=encode_token(rows[-1].pk) if more else None,
         )
 
     async def abort(self, workspace: str, job_id: str) -> None:
         """Mark the job aborted (terminal, error); the scheduler stops its running tasks.
 
-        Aborting a terminal job is a no-op.
+        Aborting a terminal job is a no-op: the state machine refuses the move, nothing changes.
         """
         async with self._engine.begin() as conn:
-            job = await self._job_row(conn, workspace, job_id)
-            if job.is_terminal:
+            job = await self._job(conn, workspace, job_id)
+            try:
+                JOB.check(job.state, JobState.ABORTED)
+            except IllegalTransitionError:
                 return
             now = utcnow()
             changed = await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id, jobs.c.is_terminal.is_(False))
-                .values(
-                    state="aborted",
-                    is_terminal=True,
-                    error=True,
-                    notified=False,
-                    last_notification={"type": "job-state", "state": "aborted"},
-                    last_update=now,
-                )
+                job_move(JobState.ABORTED)  # from any live state: the abort wins a race
+                .where(jobs.c.id == job.pk)
+                .values(error=True, last_notification=job_notification(JobState.ABORTED))
             )
             if changed.rowcount == 0:
                 return
             await conn.execute(
-                update(tasks)
-                .where(tasks.c.job_pk == job.id, tasks.c.status == "pending")
-                .values(status="aborted", notification={"reason": "job aborted"}, updated_at=now)
+                task_move(TaskStatus.ABORTED, TaskStatus.PENDING)  # running: the scheduler's
+                .where(tasks.c.job_pk == job.pk)
+                .values(notification={"reason": "job aborted"}, updated_at=now)
             )
             await conn.execute(
-                update(stages)
-                .where(stages.c.job_pk == job.id, stages.c.status.in_(("pending", "running")))
-                .values(status="aborted", updated_at=now)
+                stage_move(TaskStatus.ABORTED)
+                .where(stages.c.job_pk == job.pk)
+                .values(updated_at=now)
             )
             await write_log(
-                conn, job.id, "warning", "job-aborted", {"by": "api"}, module="batchflow.api"
+                conn, job.pk, "warning", "job-aborted", {"by": "api"}, module="batchflow.api"
             )
         self._changed()
 
@@ -293,58 +280,41 @@ class JobService:
         Only a terminal job can be restarted (409 otherwise).
         """
         async with self._engine.begin() as conn:
-            job = await self._job_row(conn, workspace, job_id)
-            if not job.is_terminal:
-                raise ConflictError(f"job {job_id!r} is still running: abort it or wait")
+            job = await self._job(conn, workspace, job_id)
+            processing = await job_stage(conn, job.pk, StageId.PROCESSING)
+            target = JobState.PENDING if processing is None else JobState.PROCESSING
+            try:
+                JOB.check(job.state, target)
+            except IllegalTransitionError as exc:
+                raise ConflictError(f"job {job_id!r} is still running: abort it or wait") from exc
             now = utcnow()
-            spent = (
-                await conn.execute(
-                    select(func.coalesce(func.sum(tasks.c.machine_seconds), 0.0)).where(
-                        tasks.c.job_pk == job.id
-                    )
-                )
-            ).scalar_one()
+            spent = await machine_seconds_spent(conn, job.pk)
             await conn.execute(
-                update(tasks)
-                .where(tasks.c.job_pk == job.id, tasks.c.status != "succeeded")
-                .values(status="pending", progress=0.0, notification={}, updated_at=now)
+                task_move(TaskStatus.PENDING)
+                .where(tasks.c.job_pk == job.pk)
+                .values(progress=0.0, notification={}, updated_at=now)
             )
-            export_pks = select(stages.c.id).where(
-                and_(stages.c.job_pk == job.id, stages.c.stage_id == "export")
-            )
-            await conn.execute(delete(tasks).where(tasks.c.stage_pk.in_(export_pks)))
-            await conn.execute(
-                delete(stages).where(stages.c.job_pk == job.id, stages.c.stage_id == "export")
-            )
-            processing = (
-                await conn.execute(
-                    select(stages.c.id).where(
-                        stages.c.job_pk == job.id, stages.c.stage_id == "processing"
-                    )
-                )
-            ).scalar_one_or_none()
-            overrides_list = list(job.restart_overrides)
+            export = await job_stage(conn, job.pk, StageId.EXPORT)
+            if export is not None:
+                await conn.execute(delete(tasks).where(tasks.c.stage_pk == export.pk))
+                await conn.execute(delete(stages).where(stages.c.id == export.pk))
+            overrides_list = [dict(o) for o in job.restart_overrides]
             if overrides is not None:
                 overrides_list.append(overrides.wire())
             await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id)
+                job_move(target, job.state)
+                .where(jobs.c.id == job.pk)
                 .values(
-                    state="processing" if processing is not None else "pending",
-                    current_stage="processing" if processing is not None else None,
-                    is_terminal=False,
                     error=False,
-                    notified=False,
                     run=job.run + 1,
-                    machine_seconds_base=float(spent),
+                    machine_seconds_base=spent,
                     restart_overrides=overrides_list,
-                    last_notification={"type": "job-state", "state": "restarted"},
-                    last_update=now,
+                    last_notification=job_notification(RESTARTED),
                 )
             )
             await write_log(
                 conn,
-                job.id,
+                job.pk,
                 "info",
                 "job-restarted",
                 {"run": job.run + 1, "overrides": overrides.wire() if overrides else None},

@@ -21,8 +21,9 @@ Sources, later ones shadowing earlier ones (with a warning in the log):
        retry_base_delay = 0.25 # optional backoff base / cap (seconds)
        retry_max_delay = 20
 
-   validated and its callables imported at load, so a bad file fails ``batchflow serve`` at
-   start-up with a ConfigError naming the file and the entry.
+   validated and its callables imported at load, so a bad file is a ConfigError naming the file
+   and the entry. ``batchflow serve`` loads the registry once at start-up, in a worker thread
+   (never on the event loop): a bad file is logged then, and every job creation answers it.
 
 Worker processes rebuild the registry with ``WorkflowRegistry.load(path)``; pickling a loaded
 registry does exactly that.
