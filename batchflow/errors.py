@@ -15,10 +15,11 @@ code (documented in the README).
     ├── PermanentError                  exit 1   any other non-retryable failure (4xx, garbage)
     ├── TransientError                  exit 75  retryable: 5xx, 429, resets, timeouts
     │   ├── RateLimitedError                     429/503 with an optional Retry-After
-    │   └── NetworkError                         connect/read/write failures, timeouts
+    │   ├── NetworkError                         connect/read/write failures, timeouts
+    │   └── RetriesExhausted                     the retry budget ran out on a transient error
     ├── PartialFailure                  exit 6   the run finished but some items failed
     ├── JobFailedError                  exit 7   a job ended in error
-    └── DeadlineExceeded                exit 8   an overall deadline or --timeout ran out
+    └── DeadlineExceeded                exit 8   a deadline the user set (``--timeout``) ran out
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "PartialFailure",
     "PermanentError",
     "RateLimitedError",
+    "RetriesExhausted",
     "TooLargeError",
     "TransientError",
     "UsageError",
@@ -112,6 +114,14 @@ class NetworkError(TransientError):
     """A connection could not be made, was reset, or timed out."""
 
 
+class RetriesExhausted(TransientError):
+    """Retrying a transient error ran out of budget (time); chained from the last error.
+
+    Still transient, so still exit 75 ("run again"): the budget is the retry policy's own
+    bound, not a deadline the user asked for (that is :class:`DeadlineExceeded`).
+    """
+
+
 class PartialFailure(BatchflowError):
     """The work finished but some items failed; they are listed in the summary."""
 
@@ -125,6 +135,6 @@ class JobFailedError(BatchflowError):
 
 
 class DeadlineExceeded(BatchflowError):
-    """An overall deadline ran out before the work finished."""
+    """A deadline the user set (such as ``poll --timeout``) ran out before the work finished."""
 
     exit_code = 8

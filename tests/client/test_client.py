@@ -18,11 +18,11 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import (
     AuthError,
     ConflictError,
-    DeadlineExceeded,
     NetworkError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    RetriesExhausted,
     UsageError,
 )
 from batchflow.protocol import (
@@ -181,9 +181,10 @@ async def test_deadline_stops_retrying(api: Api) -> None:
     api.on("GET", f"{DS}/batches/b1", busy)
     policy = RetryPolicy(max_attempts=10, deadline=120.0)
     async with make(api, retry=policy) as client:
-        with pytest.raises(DeadlineExceeded) as info:
+        with pytest.raises(RetriesExhausted) as info:
             await client.get_batch("b1")
     assert isinstance(info.value.__cause__, RateLimitedError)
+    assert info.value.exit_code == 75
     assert len(api.calls("GET", f"{DS}/batches/b1")) == 3
 
 

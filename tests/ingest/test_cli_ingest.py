@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from batchflow.cli._app import cli
 from tests._procs import free_port
+from tests.client._origin import run_app
 from tests.emulators import MotoS3, apply_env
 from tests.server_fixture import ServerHandle
 
@@ -86,6 +88,26 @@ def test_missing_credentials(nowhere: str, no_aws: None) -> None:
 def test_unreachable_api(nowhere: str, folder: Path) -> None:
     result = invoke("ingest", str(folder), "--batch-id", "b")
     assert_one_line(result, 75, "127.0.0.1")
+
+
+async def _always_busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI API that answers every request 503 with a Retry-After past any retry budget."""
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"30")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"error": "busy"}'})
+
+
+def test_running_out_of_retries_is_retryable_not_a_deadline(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The preflight's retry budget (10 s) is smaller than the Retry-After asked for: the client
+    # gives up at once. No deadline of the user's ran out, so this is 75 ("run again"), not 8.
+    with run_app(_always_busy) as url:
+        monkeypatch.setenv("API_BASE_URL", url)
+        monkeypatch.setenv("BATCHFLOW_API_KEY", "k")
+        result = invoke("ingest", str(folder), "--batch-id", "b")
+    assert_one_line(result, 75, "503 busy")
+    assert "gave up after 1 attempt(s)" in result.stderr
 
 
 def test_unknown_bucket(
