@@ -13,6 +13,7 @@ code (documented in the README).
     ├── ConflictError                   exit 5   409: id reused with other content
     ├── TooLargeError                   exit 2   413: body or file over a limit
     ├── PermanentError                  exit 1   any other non-retryable failure (4xx, garbage)
+    │   └── LocalFileError                       a local file vanished, is unreadable or changed
     ├── TransientError                  exit 75  retryable: 5xx, 429, resets, timeouts
     │   ├── RateLimitedError                     429/503 with an optional Retry-After
     │   ├── NetworkError                         connect/read/write failures, timeouts
@@ -31,6 +32,7 @@ __all__ = [
     "ConflictError",
     "DeadlineExceeded",
     "JobFailedError",
+    "LocalFileError",
     "NetworkError",
     "NotFoundError",
     "PartialFailure",
@@ -93,6 +95,17 @@ class TooLargeError(BatchflowError):
 
 class PermanentError(BatchflowError):
     """A failure that retrying will not fix."""
+
+
+class LocalFileError(PermanentError):
+    """A local file could not be read while it was being sent: retrying will not bring it back.
+
+    ``path`` names the file; the message says why (the OS reason, or that it changed size).
+    """
+
+    def __init__(self, message: str, *, path: object) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class TransientError(BatchflowError):

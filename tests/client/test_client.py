@@ -18,6 +18,7 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import (
     AuthError,
     ConflictError,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     PermanentError,
@@ -94,6 +95,33 @@ async def test_header_auth_keeps_key_out_of_urls(api: Api) -> None:
         assert request.headers["authorization"] == "Bearer sekret"
         assert "api_key" not in request.url.params
         assert "sekret" not in str(request.url)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("on_disk", "declared", "fragment"),
+    [
+        (None, None, "No such file or directory"),  # gone before the size is known
+        (None, 3, "No such file or directory"),  # gone before it is opened
+        (b"abc", 2, "changed size"),  # grew since it was listed
+        (b"abc", 4, "changed size"),  # shrank
+    ],
+)
+async def test_a_file_body_that_cannot_be_read_fails_for_good_not_as_a_network_error(
+    api: Api, tmp_path: Path, on_disk: bytes | None, declared: int | None, fragment: str
+) -> None:
+    api.on("PUT", "/o", httpx.Response(200))
+    path = tmp_path / "clip.mp4"
+    if on_disk is not None:
+        path.write_bytes(on_disk)
+    clock = FakeClock()
+    async with make(api, clock=clock) as client:
+        with pytest.raises(LocalFileError) as info:
+            await client.put_signed("http://storage.test/o?sig=1", None, path, size=declared)
+    assert str(path) in info.value.message
+    assert fragment in info.value.message
+    assert info.value.path == path
+    assert clock.sleeps == []  # not retried
 
 
 @pytest.mark.anyio

@@ -8,14 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from batchflow.cli._app import cli
+from batchflow.ingest import run as run_module
 from tests._procs import free_port
 from tests.client._origin import run_app
 from tests.emulators import MotoS3, apply_env
+from tests.ingest.conftest import wait_staged
 from tests.server_fixture import ServerHandle
 
 
@@ -200,3 +204,76 @@ def test_progress_line_shows_rate_and_eta_only_when_the_total_is_known() -> None
     assert "ETA" not in line
     known = progress_line(replace(running, shards_total=4))
     assert "ETA 0:10" in known
+
+
+class _BreaksAfterListing:
+    """A source that, once its first page is listed, breaks ``victim`` (before any read)."""
+
+    def __init__(self, inner: Any, victim: Path, *, into_dir: bool) -> None:
+        self.inner, self.victim, self.into_dir = inner, victim, into_dir
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def list_pages(self, send: Any) -> None:
+        relay_send, relay_recv = anyio.create_memory_object_stream[Any](1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.inner.list_pages, relay_send)
+            async with send, relay_recv:
+                async for page in relay_recv:
+                    if self.victim.is_file():
+                        self.victim.unlink()
+                        if self.into_dir:
+                            self.victim.mkdir()
+                    await send.send(page)
+
+
+@pytest.mark.parametrize(
+    ("videos", "into_dir"), [(True, False), (True, True), (False, False), (False, True)]
+)
+def test_a_file_that_breaks_after_listing_fails_alone_and_is_not_retried(
+    ingest_server: ServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    videos: bool,
+    into_dir: bool,
+) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    ext = "mp4" if videos else "jpg"
+    for i in range(3):
+        (root / f"f{i}.{ext}").write_bytes(b"data%d" % i * 100)
+    victim = root / f"f1.{ext}"
+    real_open = run_module.open_ingest_source
+    monkeypatch.setattr(
+        run_module,
+        "open_ingest_source",
+        lambda *a, **kw: _BreaksAfterListing(real_open(*a, **kw), victim, into_dir=into_dir),
+    )
+    monkeypatch.setenv("API_BASE_URL", ingest_server.base_url)
+    monkeypatch.setenv("BATCHFLOW_API_KEY", ingest_server.api_key)
+    batch = f"broken-{'v' if videos else 'i'}{int(into_dir)}"
+    args = ["ingest", str(root), "--batch-id", batch, "--json"] + (["--videos"] if videos else [])
+    with structlog.testing.capture_logs() as logs:
+        result = invoke(*args)
+    assert result.exit_code == 6, (result.exit_code, result.output, result.exception)
+    assert [entry for entry in logs if entry["event"] == "retrying"] == []
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["filesSent"], summary["filesFailed"]) == (2, 1), summary
+    [failure] = summary["failures"]
+    assert failure["item"] == f"f1.{ext}", failure
+    assert failure["type"] == "unreadable", failure
+    reason = "Is a directory" if into_dir else "No such file or directory"
+    assert str(victim) in failure["reason"], failure
+    assert reason in failure["reason"], failure
+    staged = wait_staged(ingest_server, batch, 2)
+    assert sorted(str(f["fileName"]) for f in staged) == [f"f0.{ext}", f"f2.{ext}"]
+    # the file is back: the same command stages it (the shorter tar had an id of its own)
+    if into_dir:
+        victim.rmdir()
+    victim.write_bytes(b"data1" * 100)  # as listed before: the same shard and ingest id
+    monkeypatch.setattr(run_module, "open_ingest_source", real_open)
+    again = invoke(*args)
+    assert again.exit_code == 0, (again.exit_code, again.output, again.exception)
+    staged = wait_staged(ingest_server, batch, 3)
+    assert sorted(str(f["fileName"]) for f in staged) == [f"f{i}.{ext}" for i in range(3)]
