@@ -154,6 +154,23 @@ def test_dry_run_needs_no_api(folder: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert lines[-1]["filesSent"] == 0
 
 
+def test_dry_run_that_would_skip_items_exits_6_like_a_real_run(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("API_BASE_URL", raising=False)
+    monkeypatch.delenv("BATCHFLOW_API_URL", raising=False)
+    (folder / "huge.jpg").write_bytes(b"\0" * (20 * 1024 * 1024 + 1))  # over the image limit
+    result = invoke("ingest", str(folder), "--batch-id", "b", "--dry-run", "--json")
+    assert result.exit_code == 6, (result.exit_code, result.output, result.exception)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["dryRun"] is True
+    assert summary["skipped"] == 1, summary
+    assert summary["filesSent"] == 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: dry run: 1 item(s) would be skipped"), lines
+
+
 def test_sign_writes_fetchable_references(
     moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
