@@ -152,8 +152,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
     fail_fast: bool,
     restart: bool,
     display_name: str | None,
-    api_url: str | None,
-    api_key: str | None,
+    api: ApiOptions,
 ) -> None:
     """Stage SOURCE (folder, s3:// gs:// az:// location or glob, references .jsonl) into a batch.
 
@@ -174,7 +173,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
         display_name=display_name,
     )
     output = Output.create(json_flag)
-    settings = None if dry_run else resolve_settings(ApiOptions(api_url=api_url, api_key=api_key))
+    settings = None if dry_run else resolve_settings(api)
     warned: set[str] = set()
 
     def warn(message: str) -> None:
