@@ -14,12 +14,14 @@ code (documented in the README).
     ├── ConflictError                   exit 5   409: id reused with other content
     ├── TooLargeError                   exit 2   413: body or file over a limit
     ├── PermanentError                  exit 1   any other non-retryable failure (4xx, garbage)
+    │   └── LocalFileError                       a local file vanished, is unreadable or changed
     ├── TransientError                  exit 75  retryable: 5xx, 429, resets, timeouts
     │   ├── RateLimitedError                     429/503 with an optional Retry-After
-    │   └── NetworkError                         connect/read/write failures, timeouts
+    │   ├── NetworkError                         connect/read/write failures, timeouts
+    │   └── RetriesExhausted                     the retry budget ran out on a transient error
     ├── PartialFailure                  exit 6   the run finished but some items failed
     ├── JobFailedError                  exit 7   a job ended in error
-    └── DeadlineExceeded                exit 8   an overall deadline or --timeout ran out
+    └── DeadlineExceeded                exit 8   a deadline the user set (``--timeout``) ran out
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ __all__ = [
     "ConflictError",
     "DeadlineExceeded",
     "JobFailedError",
+    "LocalFileError",
     "NetworkError",
     "NotFoundError",
     "NothingMatched",
     "PartialFailure",
     "PermanentError",
     "RateLimitedError",
+    "RetriesExhausted",
     "TooLargeError",
     "TransientError",
     "UsageError",
@@ -99,6 +103,17 @@ class PermanentError(BatchflowError):
     """A failure that retrying will not fix."""
 
 
+class LocalFileError(PermanentError):
+    """A local file could not be read while it was being sent: retrying will not bring it back.
+
+    ``path`` names the file; the message says why (the OS reason, or that it changed size).
+    """
+
+    def __init__(self, message: str, *, path: object) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class TransientError(BatchflowError):
     """A failure that may succeed when retried."""
 
@@ -118,6 +133,14 @@ class NetworkError(TransientError):
     """A connection could not be made, was reset, or timed out."""
 
 
+class RetriesExhausted(TransientError):
+    """Retrying a transient error ran out of budget (time); chained from the last error.
+
+    Still transient, so still exit 75 ("run again"): the budget is the retry policy's own
+    bound, not a deadline the user asked for (that is :class:`DeadlineExceeded`).
+    """
+
+
 class PartialFailure(BatchflowError):
     """The work finished but some items failed; they are listed in the summary."""
 
@@ -131,6 +154,6 @@ class JobFailedError(BatchflowError):
 
 
 class DeadlineExceeded(BatchflowError):
-    """An overall deadline ran out before the work finished."""
+    """A deadline the user set (such as ``poll --timeout``) ran out before the work finished."""
 
     exit_code = 8

@@ -17,7 +17,9 @@ Bodies are never rewritten. Signed URLs in answers point wherever the upstream s
 Each connection carries one request (the answer says ``Connection: close``).
 
 ``on_forward(method, path, body)`` sees every request the upstream receives (evidence of what was
-sent twice). ``FaultProxy`` is an async context manager (``async with FaultProxy(url, rates)``);
+sent twice). ``decide(method, path)``, when given, names the fault of each request (or None)
+instead of the RNG: a scripted fault, such as losing the answer of the first PUT only.
+``FaultProxy`` is an async context manager (``async with FaultProxy(url, rates)``);
 ``ThreadedFaultProxy`` runs one in a background thread for synchronous tests.
 """
 
@@ -200,8 +202,10 @@ class FaultProxy:
         port: int = 0,
         exempt_paths: tuple[str, ...] = ("/healthz",),
         on_forward: Callable[[str, str, bytes], None] | None = None,
+        decide: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.upstream = upstream
+        self.decide = decide
         self.rates = rates or FaultRates()
         self.seed = seed
         self.port = port
@@ -239,6 +243,8 @@ class FaultProxy:
         draw = self._rng.random()  # always drawn: the sequence replays whatever is exempt
         if not self.enabled or request.path in self.exempt_paths:
             return None
+        if self.decide is not None:
+            return self.decide(request.method, request.path)
         return self.rates.pick(draw)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -339,8 +345,11 @@ class ThreadedFaultProxy:
         seed: int = 0,
         port: int = 0,
         on_forward: Callable[[str, str, bytes], None] | None = None,
+        decide: Callable[[str, str], str | None] | None = None,
     ) -> None:
-        self.proxy = FaultProxy(upstream, rates, seed=seed, port=port, on_forward=on_forward)
+        self.proxy = FaultProxy(
+            upstream, rates, seed=seed, port=port, on_forward=on_forward, decide=decide
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 

@@ -34,7 +34,7 @@ def batches() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N.")
 @api_options
 @json_option
-def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def list_(limit: int | None, api: ApiOptions, json_flag: bool) -> None:
     """List the workspace's batches."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
@@ -46,7 +46,7 @@ def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag
                     break
         return rows_of(found)
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["batchId", "displayName", "batchType", "batchContentType", "createdDate"]
     Output.create(json_flag).table(rows, columns)
 
@@ -55,7 +55,7 @@ def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag
 @click.argument("batch_id")
 @api_options
 @json_option
-def show(batch_id: str, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def show(batch_id: str, api: ApiOptions, json_flag: bool) -> None:
     """Show one batch and its parts."""
 
     async def body(client: BatchClient) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def show(batch_id: str, api_url: str | None, api_key: str | None, json_flag: boo
         batch["parts"] = rows_of(await client.parts(batch_id))
         return batch
 
-    payload = run_with_client(ApiOptions(api_url, api_key), body)
+    payload = run_with_client(api, body)
     out = Output.create(json_flag)
     if out.json_mode:
         out.result(payload)
@@ -79,15 +79,13 @@ def show(batch_id: str, api_url: str | None, api_key: str | None, json_flag: boo
 @click.option("--part-name", default=None, help="Count only this part.")
 @api_options
 @json_option
-def count(
-    batch_id: str, part_name: str | None, api_url: str | None, api_key: str | None, json_flag: bool
-) -> None:
+def count(batch_id: str, part_name: str | None, api: ApiOptions, json_flag: bool) -> None:
     """Count the files of a batch (or of one part)."""
 
     async def body(client: BatchClient) -> int:
         return await client.count(batch_id, part_name)
 
-    total = run_with_client(ApiOptions(api_url, api_key), body)
+    total = run_with_client(api, body)
     payload = {"batchId": batch_id, "partName": part_name, "count": total}
     Output.create(json_flag).result(payload, text=str(total))
 
@@ -96,7 +94,7 @@ def count(
 @click.argument("batch_id")
 @api_options
 @json_option
-def shards(batch_id: str, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def shards(batch_id: str, api: ApiOptions, json_flag: bool) -> None:
     """List the ingest shards of a batch and their status."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
@@ -105,7 +103,7 @@ def shards(batch_id: str, api_url: str | None, api_key: str | None, json_flag: b
             found.extend([shard async for shard in receive])
         return rows_of(found)
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["shardId", "statusName", "statusType", "shardObjectsCount", "eventTimestamp"]
     Output.create(json_flag).table(rows, columns)
 
@@ -116,12 +114,11 @@ def shards(batch_id: str, api_url: str | None, api_key: str | None, json_flag: b
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N.")
 @api_options
 @json_option
-def files(  # noqa: PLR0917  (one parameter per click option)
+def files(
     batch_id: str,
     part_name: str | None,
     limit: int | None,
-    api_url: str | None,
-    api_key: str | None,
+    api: ApiOptions,
     json_flag: bool,
 ) -> None:
     """List the files of a batch (names, parts, sizes; download URLs with --json)."""
@@ -135,5 +132,5 @@ def files(  # noqa: PLR0917  (one parameter per click option)
                     break
         return rows_of(found)
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     Output.create(json_flag).table(rows, ["fileName", "partName", "contentType", "size"])

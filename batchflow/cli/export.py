@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from batchflow.cli._context import ApiOptions, api_options, run_with_client
+from batchflow.cli._context import api_options, run_with_client
 from batchflow.cli._output import Output
 from batchflow.cli.batches import json_option
 from batchflow.client import BatchClient
@@ -149,6 +149,6 @@ def export(**kwargs: Any) -> None:
         finally:
             bar.stop()
 
-    summary = run_with_client(ApiOptions(kwargs["api_url"], kwargs["api_key"]), body)
+    summary = run_with_client(kwargs["api"], body)
     out.result(summary.wire(), text=_summary_text(summary))
     raise_for_failures(summary)

@@ -137,7 +137,9 @@ class _Live:
 @click.option(
     "--url-ttl", default="24h", show_default=True, help="Signed URL validity (e.g. 90m, 7d)."
 )
-@click.option("--dry-run", is_flag=True, help="List and shard, send nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="List and shard, send nothing (exit 6 if any would be skipped)."
+)
 @click.option("--json", "json_flag", is_flag=True, help="JSON event lines and a JSON summary.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first skipped item or failed shard.")
 @click.option("--restart", is_flag=True, help="Ignore the journal of an earlier run.")
@@ -160,8 +162,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
     restart: bool,
     display_name: str | None,
     allow_empty: bool,
-    api_url: str | None,
-    api_key: str | None,
+    api: ApiOptions,
 ) -> None:
     """Stage SOURCE (folder, s3:// gs:// az:// location or glob, references .jsonl) into a batch.
 
@@ -183,7 +184,7 @@ def ingest(  # noqa: PLR0917  # click passes every flag
         allow_empty=allow_empty,
     )
     output = Output.create(json_flag)
-    settings = None if dry_run else resolve_settings(ApiOptions(api_url=api_url, api_key=api_key))
+    settings = None if dry_run else resolve_settings(api)
     warned: set[str] = set()
 
     def warn(message: str) -> None:
@@ -215,7 +216,12 @@ def ingest(  # noqa: PLR0917  # click passes every flag
             output.note("interrupted: re-run the same command to resume")
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     output.result(summary.as_dict(), text=summary_text(summary))
-    if not summary.ok and not summary.dry_run:
+    if summary.dry_run and summary.skipped:
+        raise PartialFailure(
+            f"dry run: {summary.skipped} item(s) would be skipped (see the summary); "
+            "the rest would go through"
+        )
+    if not summary.ok:
         raise PartialFailure(
             f"{summary.skipped} item(s) skipped and {summary.files_failed} file(s) failed "
             f"in {summary.shards_failed} shard(s); the rest went through (see the summary)"

@@ -58,8 +58,7 @@ def poll(  # noqa: PLR0917  (one parameter per click option)
     interval: float,
     max_interval: float,
     timeout: float | None,
-    api_url: str | None,
-    api_key: str | None,
+    api: ApiOptions,
     json_flag: bool,
 ) -> None:
     """Follow JOB_ID until it ends; print its output batches.
@@ -68,7 +67,7 @@ def poll(  # noqa: PLR0917  (one parameter per click option)
     """
     settings = _poll_settings(interval, max_interval, timeout)
     out = Output.create(json_flag)
-    run_with_client(ApiOptions(api_url, api_key), lambda c: poll_job(c, job_id, settings, out))
+    run_with_client(api, lambda c: poll_job(c, job_id, settings, out))
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -204,7 +203,7 @@ def run(**kwargs: Any) -> None:
     Re-running with the same --job-id and options is safe (the API answers it as a no-op).
     """
     out = Output.create(kwargs.pop("json_flag"))
-    options = ApiOptions(kwargs.pop("api_url"), kwargs.pop("api_key"))
+    options: ApiOptions = kwargs.pop("api")
     job_id, name = kwargs.pop("job_id"), kwargs.pop("name")
     workspace, wait = kwargs.pop("workspace"), kwargs.pop("wait")
     interval, wait_timeout = kwargs.pop("poll_interval"), kwargs.pop("wait_timeout")
@@ -235,7 +234,7 @@ def jobs() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N.")
 @api_options
 @json_option
-def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def list_(limit: int | None, api: ApiOptions, json_flag: bool) -> None:
     """List the workspace's jobs."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
@@ -247,7 +246,7 @@ def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag
                     break
         return rows_of(found)
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["jobId", "name", "currentStage", "isTerminal", "error", "createdAt"]
     Output.create(json_flag).table(rows, columns)
 
@@ -256,13 +255,13 @@ def list_(limit: int | None, api_url: str | None, api_key: str | None, json_flag
 @click.argument("job_id")
 @api_options
 @json_option
-def show(job_id: str, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def show(job_id: str, api: ApiOptions, json_flag: bool) -> None:
     """Show one job."""
 
     async def body(client: BatchClient) -> dict[str, Any]:
         return (await client.get_job(job_id)).wire()
 
-    payload = run_with_client(ApiOptions(api_url, api_key), body)
+    payload = run_with_client(api, body)
     out = Output.create(json_flag)
     if not out.json_mode:
         payload["jobDefinition"] = json.dumps(payload.get("jobDefinition"), sort_keys=True)
@@ -273,13 +272,13 @@ def show(job_id: str, api_url: str | None, api_key: str | None, json_flag: bool)
 @click.argument("job_id")
 @api_options
 @json_option
-def stages(job_id: str, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def stages(job_id: str, api: ApiOptions, json_flag: bool) -> None:
     """List a job's stages and their output batches."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
         return rows_of(await client.stages(job_id))
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["processingStageId", "statusType", "tasksNumber", "outputBatches",
                "lastEventTimestamp"]  # fmt: skip
     Output.create(json_flag).table(rows, columns)
@@ -290,16 +289,14 @@ def stages(job_id: str, api_url: str | None, api_key: str | None, json_flag: boo
 @click.argument("stage_id")
 @api_options
 @json_option
-def tasks(
-    job_id: str, stage_id: str, api_url: str | None, api_key: str | None, json_flag: bool
-) -> None:
+def tasks(job_id: str, stage_id: str, api: ApiOptions, json_flag: bool) -> None:
     """List the tasks of one stage of a job."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
         async with client.iter_tasks(job_id, stage_id) as receive:
             return rows_of([task async for task in receive])
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["taskId", "statusType", "progress", "eventTimestamp", "notification"]
     Output.create(json_flag).table(rows, columns)
 
@@ -309,16 +306,14 @@ def tasks(
 @click.option("--severity", type=click.Choice(["info", "warning", "error"]), default=None)
 @api_options
 @json_option
-def logs(
-    job_id: str, severity: Any, api_url: str | None, api_key: str | None, json_flag: bool
-) -> None:
+def logs(job_id: str, severity: Any, api: ApiOptions, json_flag: bool) -> None:
     """Print a job's structured logs."""
 
     async def body(client: BatchClient) -> list[dict[str, Any]]:
         async with client.iter_logs(job_id, severity=severity) as receive:
             return rows_of([entry async for entry in receive])
 
-    rows = run_with_client(ApiOptions(api_url, api_key), body)
+    rows = run_with_client(api, body)
     columns = ["createdAt", "severity", "processingStageId", "taskId", "logType", "payload"]
     Output.create(json_flag).table(rows, columns)
 
@@ -327,13 +322,13 @@ def logs(
 @click.argument("job_id")
 @api_options
 @json_option
-def abort(job_id: str, api_url: str | None, api_key: str | None, json_flag: bool) -> None:
+def abort(job_id: str, api: ApiOptions, json_flag: bool) -> None:
     """Abort a job."""
 
     async def body(client: BatchClient) -> None:
         await client.abort(job_id)
 
-    run_with_client(ApiOptions(api_url, api_key), body)
+    run_with_client(api, body)
     Output.create(json_flag).result({"jobId": job_id, "aborted": True}, text=f"aborted {job_id}")
 
 
@@ -354,8 +349,7 @@ def restart(  # noqa: PLR0917  (one parameter per click option)
     max_image_failure_rate: float | None,
     machine_type: Any,
     workers_per_machine: int | None,
-    api_url: str | None,
-    api_key: str | None,
+    api: ApiOptions,
     json_flag: bool,
 ) -> None:
     """Restart what did not succeed in a job, optionally with new parameters."""
@@ -377,7 +371,7 @@ def restart(  # noqa: PLR0917  (one parameter per click option)
     async def body(client: BatchClient) -> None:
         await client.restart(job_id, overrides)
 
-    run_with_client(ApiOptions(api_url, api_key), body)
+    run_with_client(api, body)
     payload = {"jobId": job_id, "restarted": True,
                "overrides": overrides.wire() if overrides else None}  # fmt: skip
     Output.create(json_flag).result(payload, text=f"restarted {job_id}")

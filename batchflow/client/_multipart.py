@@ -14,6 +14,8 @@ from pathlib import Path
 
 import anyio
 
+from batchflow.errors import LocalFileError
+
 __all__ = ["CHUNK", "StreamBody", "multipart_upload", "raw_body"]
 
 CHUNK = 256 * 1024
@@ -28,10 +30,32 @@ class StreamBody:
     replayable: bool
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as file:
-        while chunk := await file.read(CHUNK):
-            yield chunk
+def _unreadable(path: Path, exc: OSError) -> LocalFileError:
+    return LocalFileError(f"{path}: cannot read ({exc.strerror or exc})", path=path)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+
+
+async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
+    """The file's bytes; a read error or a size other than ``size`` (the ``Content-Length``
+    already promised) is a :class:`LocalFileError`: permanent, never a network error."""
+    sent = 0
+    try:
+        async with await anyio.open_file(path, "rb") as file:
+            while chunk := await file.read(min(CHUNK, size - sent + 1)):
+                sent += len(chunk)
+                if sent > size:
+                    break
+                yield chunk
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if sent != size:
+        raise LocalFileError(f"{path}: changed size while it was being sent; run again", path=path)
 
 
 async def _framed(
@@ -53,10 +77,10 @@ def raw_body(data: bytes | AsyncIterable[bytes] | Path, size: int | None = None)
     if isinstance(data, bytes):
         return StreamBody(data, {"Content-Length": str(len(data))}, replayable=True)
     if isinstance(data, Path):
-        length = data.stat().st_size if size is None else size
+        length = _size_of(data) if size is None else size
         path = data
         return StreamBody(
-            lambda: _file_chunks(path), {"Content-Length": str(length)}, replayable=True
+            lambda: _file_chunks(path, length), {"Content-Length": str(length)}, replayable=True
         )
     once = data
     headers = {"Content-Length": str(size)} if size is not None else {}
@@ -86,10 +110,12 @@ def multipart_upload(
         return StreamBody(prefix + data + suffix, headers, replayable=True)
     if isinstance(data, Path):
         path = data
-        size = path.stat().st_size
+        size = _size_of(path)
         headers["Content-Length"] = str(len(prefix) + size + len(suffix))
         return StreamBody(
-            lambda: _framed(prefix, lambda: _file_chunks(path), suffix), headers, replayable=True
+            lambda: _framed(prefix, lambda: _file_chunks(path, size), suffix),
+            headers,
+            replayable=True,
         )
     once = data
     return StreamBody(lambda: _framed(prefix, lambda: once, suffix), headers, replayable=False)

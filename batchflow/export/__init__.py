@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from batchflow.export.download import (
     EXTRACTED_MARKER,
+    MAX_FAILURE_EXAMPLES,
     ExportSummary,
     FileOutcome,
     FileSource,
@@ -21,6 +22,7 @@ from batchflow.export.extract import (
 
 __all__ = [
     "EXTRACTED_MARKER",
+    "MAX_FAILURE_EXAMPLES",
     "ExportSummary",
     "ExtractedArchive",
     "FileOutcome",

@@ -8,8 +8,11 @@ downloads only what is missing. File names are checked before anything is writte
 names and ``..`` segments are refused, nothing lands outside ``DIR``.
 
 With ``extract``, archives (:func:`~batchflow.export.extract.is_archive`) are extracted with
-path checks into ``DIR/<batch_id>/<archive name without suffix>/``; a marker file there makes a
-re-run skip archives already extracted.
+path checks into ``DIR/<batch_id>/<archive name without suffix>/`` as soon as they are in place;
+a marker file there makes a re-run skip archives already extracted.
+
+Listing, downloads and extraction are bounded streams and the run keeps counters plus the first
+few failures, never a record per file: memory does not grow with the number of files.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ from batchflow.protocol import FileMetadata, JobStage, validate_batch_id, valida
 
 __all__ = [
     "EXTRACTED_MARKER",
+    "MAX_FAILURE_EXAMPLES",
     "ExportSummary",
     "FileOutcome",
     "FileSource",
@@ -53,6 +58,7 @@ __all__ = [
 ]
 
 EXTRACTED_MARKER = ".batchflow-extracted.json"
+MAX_FAILURE_EXAMPLES = 20
 _HASH_CHUNK = 1 << 20
 Status = Literal["downloaded", "resumed", "skipped", "extracted", "failed"]
 
@@ -81,7 +87,7 @@ class FileOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ExportSummary:
-    """Totals of one export."""
+    """Totals of one export; ``failures`` holds the first few (``failed`` counts them all)."""
 
     target_dir: Path
     batches: tuple[str, ...]
@@ -195,52 +201,53 @@ def _finish(plan: _Plan, meta: FileMetadata) -> int | None:
     return None
 
 
-async def _produce(
-    source: FileSource,
-    batch_ids: Sequence[str],
-    send: MemoryObjectSendStream[tuple[str, FileMetadata]],
-) -> None:
-    async with send:
-        for batch_id in batch_ids:
-            async with source.iter_files(batch_id) as receive:
-                async for meta in receive:
-                    await send.send((batch_id, meta))
-
-
-def _no_files(batch_ids: Sequence[str]) -> NothingMatched:
-    names = ", ".join(f"'{b}'" for b in batch_ids)
-    what = f"batch {names} has" if len(batch_ids) == 1 else f"batches {names} have"
-    return NothingMatched(f"{what} no files to export (use --allow-empty to accept that)")
+_Archives = MemoryObjectSendStream[tuple[str, Path]]
 
 
 @dataclass
 class _Run:
+    """One export's state: counters and the first failures, never one record per file."""
+
     source: FileSource
     root: Path
     extract: bool
     on_event: Callable[[FileOutcome], None] | None
-    outcomes: list[FileOutcome] = field(default_factory=list)
-    archives: list[tuple[str, Path]] = field(default_factory=list)
+    counts: Counter[Status] = field(default_factory=Counter)
+    bytes: int = 0
+    failures: list[FileOutcome] = field(default_factory=list)
 
     def record(self, outcome: FileOutcome) -> None:
-        self.outcomes.append(outcome)
+        self.counts[outcome.status] += 1
+        if outcome.status in {"downloaded", "resumed"}:
+            self.bytes += outcome.bytes
+        if outcome.status == "failed":
+            self._keep_failure(outcome)
         if self.on_event is not None:
             self.on_event(outcome)
+
+    def _keep_failure(self, outcome: FileOutcome) -> None:
+        if len(self.failures) < MAX_FAILURE_EXAMPLES:
+            self.failures.append(outcome)
+        elif outcome.error_type is UnsafeArchiveError and not any(
+            f.error_type is UnsafeArchiveError for f in self.failures
+        ):
+            self.failures[-1] = outcome  # raise_for_failures names an unsafe one first
 
     async def work(
         self,
         receive: MemoryObjectReceiveStream[tuple[str, FileMetadata]],
+        archives: _Archives,
         first: tuple[str, FileMetadata] | None = None,
     ) -> None:
-        async with receive:
+        async with receive, archives:
             if first is not None:
-                await self.one(*first)
+                await self.one(*first, archives)
             async for batch_id, meta in receive:
-                await self.one(batch_id, meta)
+                await self.one(batch_id, meta, archives)
 
-    async def one(self, batch_id: str, meta: FileMetadata) -> None:
+    async def one(self, batch_id: str, meta: FileMetadata, archives: _Archives) -> None:
         try:
-            outcome = await self.fetch(batch_id, meta)
+            outcome = await self.fetch(batch_id, meta, archives)
         except BatchflowError as exc:
             outcome = FileOutcome(
                 batch_id, meta.file_name, "failed", error=exc.message, error_type=type(exc)
@@ -252,10 +259,14 @@ class _Run:
             )  # fmt: skip
         self.record(outcome)
 
-    async def fetch(self, batch_id: str, meta: FileMetadata) -> FileOutcome:
+    async def fetch(self, batch_id: str, meta: FileMetadata, archives: _Archives) -> FileOutcome:
+        outcome = await self._fetch(batch_id, meta)
+        if self.extract and is_archive(Path(meta.file_name)):
+            await archives.send((batch_id, safe_destination(self.root, batch_id, meta.file_name)))
+        return outcome
+
+    async def _fetch(self, batch_id: str, meta: FileMetadata) -> FileOutcome:
         plan = await anyio.to_thread.run_sync(_plan, self.root, batch_id, meta)
-        if self.extract and is_archive(plan.dest):
-            self.archives.append((batch_id, plan.dest))
         if plan.complete:
             return FileOutcome(batch_id, meta.file_name, "skipped", plan.start)
         async with await anyio.open_file(plan.part, "ab") as sink:
@@ -276,17 +287,15 @@ class _Run:
             f"listing (size {meta.size}, sha256 {meta.sha256 or 'not given'})"
         )
 
-    async def extract_all(self, limiter: anyio.CapacityLimiter) -> None:
-        async with anyio.create_task_group() as tg:
-            for batch_id, archive in self.archives:
-                tg.start_soon(self.extract_one, batch_id, archive, limiter)
+    async def extract_from(self, receive: MemoryObjectReceiveStream[tuple[str, Path]]) -> None:
+        async with receive:
+            async for batch_id, archive in receive:
+                await self.extract_one(batch_id, archive)
 
-    async def extract_one(
-        self, batch_id: str, archive: Path, limiter: anyio.CapacityLimiter
-    ) -> None:
+    async def extract_one(self, batch_id: str, archive: Path) -> None:
         name = archive.name
         try:
-            done = await anyio.to_thread.run_sync(_extract, archive, limiter=limiter)
+            done = await anyio.to_thread.run_sync(_extract, archive)
         except BatchflowError as exc:
             self.record(FileOutcome(batch_id, name, "failed", error=exc.message,
                                     error_type=type(exc)))  # fmt: skip
@@ -332,6 +341,24 @@ def _extract(archive: Path) -> int | None:
     return result.bytes
 
 
+async def _produce(
+    source: FileSource,
+    batch_ids: Sequence[str],
+    send: MemoryObjectSendStream[tuple[str, FileMetadata]],
+) -> None:
+    async with send:
+        for batch_id in batch_ids:
+            async with source.iter_files(batch_id) as receive:
+                async for meta in receive:
+                    await send.send((batch_id, meta))
+
+
+def _no_files(batch_ids: Sequence[str]) -> NothingMatched:
+    names = ", ".join(f"'{b}'" for b in batch_ids)
+    what = f"batch {names} has" if len(batch_ids) == 1 else f"batches {names} have"
+    return NothingMatched(f"{what} no files to export (use --allow-empty to accept that)")
+
+
 def _make_root(target_dir: Path) -> Path:
     target_dir.mkdir(parents=True, exist_ok=True)
     return target_dir.resolve()
@@ -344,8 +371,8 @@ async def export_batches(
     *,
     concurrency: int = 8,
     extract: bool = False,
-    allow_empty: bool = False,
     on_event: Callable[[FileOutcome], None] | None = None,
+    allow_empty: bool = False,
 ) -> ExportSummary:
     """Download every file of ``batch_ids`` into ``target_dir`` (see the module docstring).
 
@@ -355,40 +382,39 @@ async def export_batches(
     """
     for batch_id in batch_ids:
         validate_batch_id(batch_id)
+    run: _Run | None = None
     started = time.monotonic()
     workers = max(1, concurrency)
-    run: _Run | None = None
+    extractors = max(1, min(workers, 4)) if extract else 0
     send, receive = anyio.create_memory_object_stream[tuple[str, FileMetadata]](workers * 2)
+    archives_send, archives_receive = anyio.create_memory_object_stream[tuple[str, Path]](workers)
     async with collapse_errors(), anyio.create_task_group() as tg:
         tg.start_soon(_produce, source, list(batch_ids), send)
-        with receive:
+        with receive, archives_send, archives_receive:
             first = await peek(receive)
             if first is not None:
                 root = await anyio.to_thread.run_sync(_make_root, target_dir)
                 run = _Run(source, root, extract, on_event)
-                tg.start_soon(run.work, receive.clone(), first)
+                tg.start_soon(run.work, receive.clone(), archives_send.clone(), first)
                 for _ in range(workers - 1):
-                    tg.start_soon(run.work, receive.clone())
+                    tg.start_soon(run.work, receive.clone(), archives_send.clone())
+                for _ in range(extractors):
+                    tg.start_soon(run.extract_from, archives_receive.clone())
     if run is None:
         if not allow_empty:
             raise _no_files(batch_ids)
         run = _Run(source, target_dir, extract, on_event)
-    if extract and run.archives:
-        await run.extract_all(anyio.CapacityLimiter(max(1, min(workers, 4))))
-    seconds = time.monotonic() - started
-    by_status = {status: [o for o in run.outcomes if o.status == status] for status in
-                 ("downloaded", "resumed", "skipped", "extracted", "failed")}  # fmt: skip
-    fetched = by_status["downloaded"] + by_status["resumed"]
+    counts = run.counts
     return ExportSummary(
         target_dir=target_dir,
         batches=tuple(batch_ids),
-        downloaded=len(fetched),
-        skipped=len(by_status["skipped"]),
-        failed=len(by_status["failed"]),
-        extracted=len(by_status["extracted"]),
-        bytes=sum(o.bytes for o in fetched),
-        seconds=seconds,
-        failures=tuple(by_status["failed"]),
+        downloaded=counts["downloaded"] + counts["resumed"],
+        skipped=counts["skipped"],
+        failed=counts["failed"],
+        extracted=counts["extracted"],
+        bytes=run.bytes,
+        seconds=time.monotonic() - started,
+        failures=tuple(run.failures),
     )
 
 

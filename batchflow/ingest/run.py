@@ -21,7 +21,13 @@ from anyio import CapacityLimiter
 
 from batchflow.client import BatchClient
 from batchflow.config import ClientSettings, RetryPolicy
-from batchflow.errors import NetworkError, NotFoundError, NothingMatched, UsageError
+from batchflow.errors import (
+    NetworkError,
+    NotFoundError,
+    NothingMatched,
+    RetriesExhausted,
+    UsageError,
+)
 from batchflow.ingest.engine import IngestEngine, IngestProgress, Listing, canonical_source
 from batchflow.ingest.options import IngestMode, IngestOptions, IngestSummary, ingest_mode
 from batchflow.ingest.senders import ReferencesSender, ShardSender, TarSender, VideoSender
@@ -68,7 +74,9 @@ async def _workspace(settings: ClientSettings) -> str:
     try:
         async with BatchClient(replace(settings, retry=PREFLIGHT_RETRY)) as probe:
             return await probe.workspace()
-    except NetworkError as exc:
+    except (NetworkError, RetriesExhausted) as exc:
+        if isinstance(exc, RetriesExhausted) and not isinstance(exc.__cause__, NetworkError):
+            raise  # the API answered (5xx, 429): its own message says more
         raise NetworkError(f"cannot reach the Batch API at {settings.api_url} ({exc})") from exc
 
 

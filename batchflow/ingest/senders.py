@@ -9,10 +9,14 @@ the journal ack):
 - :class:`TarSender`: one tar of local images built while it is PUT (``notification_config.json``
   carries the ingest id, so a re-sent tar is a server-side no-op).
 - :class:`VideoSender`: one ``upload/video`` + PUT per local video, several at once.
+
+A local file that cannot be read when it is sent (gone, unreadable, changed size since it was
+listed) is a failure of that file alone (``unreadable``), never retried as a network error.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,9 +25,9 @@ import anyio
 from anyio import CapacityLimiter
 
 from batchflow.client import BatchClient
-from batchflow.errors import BatchflowError, ConflictError, NotFoundError
+from batchflow.errors import BatchflowError, ConflictError, LocalFileError, NotFoundError
 from batchflow.ingest.options import IngestOptions, SkipRecord
-from batchflow.ingest.tarstream import TarEntry, plan_tar
+from batchflow.ingest.tarstream import FileChangedError, TarEntry, plan_tar
 from batchflow.pipeline import Shard, is_transient, retry_call
 from batchflow.protocol import Reference
 from batchflow.signing import Signer, sign_many
@@ -130,12 +134,30 @@ class TarSender:
         self.options = options
 
     async def send(self, shard: Shard[ObjectRef], ingest_id: str) -> ShardResult:
-        config = {"ingestId": ingest_id}
-        if self.options.notifications_url:
-            config["notificationsURL"] = self.options.notifications_url
         entries = [
             TarEntry(name=ref.name, size=ref.size or 0, path=Path(ref.key)) for ref in shard.items
         ]
+        failures: list[SkipRecord] = []
+        while entries:
+            # A tar without some files is other content: it gets an id of its own, so a later
+            # run that sends the whole shard (under ``ingest_id``) is not refused as a conflict.
+            tar_id = _reduced_id(ingest_id, failures) if failures else ingest_id
+            try:
+                size = await self._send_tar(entries, tar_id)
+            except FileChangedError as exc:
+                bad = next((e for e in entries if e.path == exc.path), None)
+                if bad is None or self.options.fail_fast:
+                    raise
+                entries.remove(bad)
+                failures.append(SkipRecord(bad.name, "unreadable", exc.message))
+                continue
+            return ShardResult(files=len(entries), bytes=size, failures=tuple(failures))
+        return ShardResult(files=0, bytes=0, failures=tuple(failures))
+
+    async def _send_tar(self, entries: list[TarEntry], tar_id: str) -> int:
+        config = {"ingestId": tar_id}
+        if self.options.notifications_url:
+            config["notificationsURL"] = self.options.notifications_url
         plan = plan_tar(entries, config=config)
 
         async def attempt() -> None:
@@ -153,7 +175,13 @@ class TarSender:
             clock=self.client.clock,
             classify=is_transient,
         )
-        return ShardResult(files=len(entries), bytes=plan.size)
+        return plan.size
+
+
+def _reduced_id(ingest_id: str, failures: list[SkipRecord]) -> str:
+    """The ingest id of a shard's tar without the ``failures``' files (stable for the same set)."""
+    text = "\n".join([ingest_id, *sorted(f.item for f in failures)])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class VideoSender:
@@ -195,7 +223,8 @@ class VideoSender:
                 except BatchflowError as exc:
                     if self.options.fail_fast:
                         raise
-                    failures.append(SkipRecord(ref.name, "upload-failed", exc.message))
+                    kind = "unreadable" if isinstance(exc, LocalFileError) else "upload-failed"
+                    failures.append(SkipRecord(ref.name, kind, exc.message))
                     return
                 sent += 1
                 sent_bytes += ref.size or 0

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import anyio
 
-from batchflow.errors import PermanentError
+from batchflow.errors import LocalFileError
 
 __all__ = ["TarEntry", "TarPlan", "FileChangedError", "plan_tar"]
 
@@ -26,8 +26,8 @@ _BLOCK_TARGET = 1 << 20
 _END = b"\0" * (2 * _BLOCK)
 
 
-class FileChangedError(PermanentError):
-    """A file changed size (or vanished) between listing and sending."""
+class FileChangedError(LocalFileError):
+    """A file changed size (or vanished) between listing and sending; ``path`` names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,9 @@ class TarPlan:
 
 
 def _changed(entry: TarEntry) -> FileChangedError:
-    return FileChangedError(f"{entry.path}: changed size while it was being sent; run again")
+    return FileChangedError(
+        f"{entry.path}: changed size while it was being sent; run again", path=entry.path
+    )
 
 
 class _BlockReader:
@@ -121,7 +123,7 @@ class _BlockReader:
         try:
             self.handle = entry.path.open("rb")
         except OSError as exc:
-            raise FileChangedError(f"{entry.path}: cannot read ({exc.strerror or exc})") from exc
+            raise _unreadable(entry, exc) from exc
         self.left = entry.size
 
     def _read_file(self, out: bytearray) -> None:
@@ -141,7 +143,11 @@ class _BlockReader:
                 out += b"\0" * _padding(entry.size)
                 self.index += 1
         except OSError as exc:
-            raise FileChangedError(f"{entry.path}: cannot read ({exc.strerror or exc})") from exc
+            raise _unreadable(entry, exc) from exc
+
+
+def _unreadable(entry: TarEntry, exc: OSError) -> FileChangedError:
+    return FileChangedError(f"{entry.path}: cannot read ({exc.strerror or exc})", path=entry.path)
 
 
 def plan_tar(entries: Sequence[TarEntry], *, config: dict[str, str] | None = None) -> TarPlan:

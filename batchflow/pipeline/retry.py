@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import anyio
 
 from batchflow.config import RetryPolicy
-from batchflow.errors import BatchflowError, DeadlineExceeded, TransientError
+from batchflow.errors import BatchflowError, RetriesExhausted, TransientError
 
 __all__ = [
     "SYSTEM_CLOCK",
@@ -102,7 +102,7 @@ async def retry_call(
 
     Only ``Exception``s that ``classify`` accepts are retried (cancellation never is). When the
     next sleep would end past ``policy.deadline`` (seconds since the first attempt),
-    :class:`DeadlineExceeded` is raised, chained from the last error.
+    :class:`RetriesExhausted` (transient: exit 75) is raised, chained from the last error.
     """
     rng = rng or _DEFAULT_RNG
     started = clock.now()
@@ -117,9 +117,11 @@ async def retry_call(
             delay = backoff_delay(policy, attempt, exc, rng)
             elapsed = clock.now() - started
             if policy.deadline is not None and elapsed + delay > policy.deadline:
-                raise DeadlineExceeded(
+                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+                raise RetriesExhausted(
                     f"gave up after {attempt} attempt(s) and {elapsed:.1f}s "
-                    f"(deadline {policy.deadline:g}s): {exc}"
+                    f"(retry deadline {policy.deadline:g}s): {exc}",
+                    retry_after=retry_after,
                 ) from exc
             if on_retry is not None:
                 on_retry(RetryEvent(attempt=attempt, delay=delay, error=exc, elapsed=elapsed))

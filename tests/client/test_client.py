@@ -18,11 +18,12 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import (
     AuthError,
     ConflictError,
-    DeadlineExceeded,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    RetriesExhausted,
     UsageError,
 )
 from batchflow.protocol import (
@@ -94,6 +95,33 @@ async def test_header_auth_keeps_key_out_of_urls(api: Api) -> None:
         assert request.headers["authorization"] == "Bearer sekret"
         assert "api_key" not in request.url.params
         assert "sekret" not in str(request.url)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("on_disk", "declared", "fragment"),
+    [
+        (None, None, "No such file or directory"),  # gone before the size is known
+        (None, 3, "No such file or directory"),  # gone before it is opened
+        (b"abc", 2, "changed size"),  # grew since it was listed
+        (b"abc", 4, "changed size"),  # shrank
+    ],
+)
+async def test_a_file_body_that_cannot_be_read_fails_for_good_not_as_a_network_error(
+    api: Api, tmp_path: Path, on_disk: bytes | None, declared: int | None, fragment: str
+) -> None:
+    api.on("PUT", "/o", httpx.Response(200))
+    path = tmp_path / "clip.mp4"
+    if on_disk is not None:
+        path.write_bytes(on_disk)
+    clock = FakeClock()
+    async with make(api, clock=clock) as client:
+        with pytest.raises(LocalFileError) as info:
+            await client.put_signed("http://storage.test/o?sig=1", None, path, size=declared)
+    assert str(path) in info.value.message
+    assert fragment in info.value.message
+    assert info.value.path == path
+    assert clock.sleeps == []  # not retried
 
 
 @pytest.mark.anyio
@@ -181,9 +209,10 @@ async def test_deadline_stops_retrying(api: Api) -> None:
     api.on("GET", f"{DS}/batches/b1", busy)
     policy = RetryPolicy(max_attempts=10, deadline=120.0)
     async with make(api, retry=policy) as client:
-        with pytest.raises(DeadlineExceeded) as info:
+        with pytest.raises(RetriesExhausted) as info:
             await client.get_batch("b1")
     assert isinstance(info.value.__cause__, RateLimitedError)
+    assert info.value.exit_code == 75
     assert len(api.calls("GET", f"{DS}/batches/b1")) == 3
 
 

@@ -18,6 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from batchflow.client import ByteSink
 from batchflow.errors import PartialFailure
 from batchflow.export import (
+    MAX_FAILURE_EXAMPLES,
     ExportSummary,
     UnsafeArchiveError,
     export_batches,
@@ -113,6 +114,20 @@ def test_unsafe_names_are_refused_and_nothing_escapes(tmp_path: Path, name: str)
     assert not list(tmp_path.rglob("escape.jpg"))
     assert [n for n, _ in source.starts] == ["ok.jpg"]
     with pytest.raises(UnsafeArchiveError, match="outside the target"):
+        raise_for_failures(summary)
+
+
+def test_failures_are_counted_all_but_kept_as_a_few_examples_unsafe_first(
+    tmp_path: Path,
+) -> None:
+    files = {f"bad{i:02d}.jpg": b"data" for i in range(MAX_FAILURE_EXAMPLES + 5)}
+    files["../escape.jpg"] = b"evil"  # listed last: after the examples are full
+    source = FakeSource({"b1": files}, lie_sha=True)
+    summary = run_export(source, ["b1"], tmp_path / "out", concurrency=1)
+    assert summary.failed == MAX_FAILURE_EXAMPLES + 6
+    assert len(summary.failures) == MAX_FAILURE_EXAMPLES
+    assert summary.wire()["failed"] == MAX_FAILURE_EXAMPLES + 6
+    with pytest.raises(UnsafeArchiveError, match=r"escape\.jpg.*and 25 more failures"):
         raise_for_failures(summary)
 
 

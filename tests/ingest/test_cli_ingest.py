@@ -6,14 +6,20 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from batchflow.cli._app import cli
+from batchflow.ingest import run as run_module
 from tests._procs import free_port
+from tests.client._origin import run_app
 from tests.emulators import MotoS3, apply_env
+from tests.ingest.conftest import wait_staged
 from tests.server_fixture import ServerHandle
 
 
@@ -88,6 +94,26 @@ def test_unreachable_api(nowhere: str, folder: Path) -> None:
     assert_one_line(result, 75, "127.0.0.1")
 
 
+async def _always_busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI API that answers every request 503 with a Retry-After past any retry budget."""
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"30")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"error": "busy"}'})
+
+
+def test_running_out_of_retries_is_retryable_not_a_deadline(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The preflight's retry budget (10 s) is smaller than the Retry-After asked for: the client
+    # gives up at once. No deadline of the user's ran out, so this is 75 ("run again"), not 8.
+    with run_app(_always_busy) as url:
+        monkeypatch.setenv("API_BASE_URL", url)
+        monkeypatch.setenv("BATCHFLOW_API_KEY", "k")
+        result = invoke("ingest", str(folder), "--batch-id", "b")
+    assert_one_line(result, 75, "503 busy")
+    assert "gave up after 1 attempt(s)" in result.stderr
+
+
 def test_unknown_bucket(
     ingest_server: ServerHandle, moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,6 +152,23 @@ def test_dry_run_needs_no_api(folder: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert [e["status"] for e in lines if e.get("event") == "shard"] == ["planned"] * 3
     assert lines[-1]["dryRun"] is True
     assert lines[-1]["filesSent"] == 0
+
+
+def test_dry_run_that_would_skip_items_exits_6_like_a_real_run(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("API_BASE_URL", raising=False)
+    monkeypatch.delenv("BATCHFLOW_API_URL", raising=False)
+    (folder / "huge.jpg").write_bytes(b"\0" * (20 * 1024 * 1024 + 1))  # over the image limit
+    result = invoke("ingest", str(folder), "--batch-id", "b", "--dry-run", "--json")
+    assert result.exit_code == 6, (result.exit_code, result.output, result.exception)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["dryRun"] is True
+    assert summary["skipped"] == 1, summary
+    assert summary["filesSent"] == 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: dry run: 1 item(s) would be skipped"), lines
 
 
 def test_sign_writes_fetchable_references(
@@ -178,3 +221,76 @@ def test_progress_line_shows_rate_and_eta_only_when_the_total_is_known() -> None
     assert "ETA" not in line
     known = progress_line(replace(running, shards_total=4))
     assert "ETA 0:10" in known
+
+
+class _BreaksAfterListing:
+    """A source that, once its first page is listed, breaks ``victim`` (before any read)."""
+
+    def __init__(self, inner: Any, victim: Path, *, into_dir: bool) -> None:
+        self.inner, self.victim, self.into_dir = inner, victim, into_dir
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def list_pages(self, send: Any) -> None:
+        relay_send, relay_recv = anyio.create_memory_object_stream[Any](1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.inner.list_pages, relay_send)
+            async with send, relay_recv:
+                async for page in relay_recv:
+                    if self.victim.is_file():
+                        self.victim.unlink()
+                        if self.into_dir:
+                            self.victim.mkdir()
+                    await send.send(page)
+
+
+@pytest.mark.parametrize(
+    ("videos", "into_dir"), [(True, False), (True, True), (False, False), (False, True)]
+)
+def test_a_file_that_breaks_after_listing_fails_alone_and_is_not_retried(
+    ingest_server: ServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    videos: bool,
+    into_dir: bool,
+) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    ext = "mp4" if videos else "jpg"
+    for i in range(3):
+        (root / f"f{i}.{ext}").write_bytes(b"data%d" % i * 100)
+    victim = root / f"f1.{ext}"
+    real_open = run_module.open_ingest_source
+    monkeypatch.setattr(
+        run_module,
+        "open_ingest_source",
+        lambda *a, **kw: _BreaksAfterListing(real_open(*a, **kw), victim, into_dir=into_dir),
+    )
+    monkeypatch.setenv("API_BASE_URL", ingest_server.base_url)
+    monkeypatch.setenv("BATCHFLOW_API_KEY", ingest_server.api_key)
+    batch = f"broken-{'v' if videos else 'i'}{int(into_dir)}"
+    args = ["ingest", str(root), "--batch-id", batch, "--json"] + (["--videos"] if videos else [])
+    with structlog.testing.capture_logs() as logs:
+        result = invoke(*args)
+    assert result.exit_code == 6, (result.exit_code, result.output, result.exception)
+    assert [entry for entry in logs if entry["event"] == "retrying"] == []
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["filesSent"], summary["filesFailed"]) == (2, 1), summary
+    [failure] = summary["failures"]
+    assert failure["item"] == f"f1.{ext}", failure
+    assert failure["type"] == "unreadable", failure
+    reason = "Is a directory" if into_dir else "No such file or directory"
+    assert str(victim) in failure["reason"], failure
+    assert reason in failure["reason"], failure
+    staged = wait_staged(ingest_server, batch, 2)
+    assert sorted(str(f["fileName"]) for f in staged) == [f"f0.{ext}", f"f2.{ext}"]
+    # the file is back: the same command stages it (the shorter tar had an id of its own)
+    if into_dir:
+        victim.rmdir()
+    victim.write_bytes(b"data1" * 100)  # as listed before: the same shard and ingest id
+    monkeypatch.setattr(run_module, "open_ingest_source", real_open)
+    again = invoke(*args)
+    assert again.exit_code == 0, (again.exit_code, again.output, again.exception)
+    staged = wait_staged(ingest_server, batch, 3)
+    assert sorted(str(f["fileName"]) for f in staged) == [f"f{i}.{ext}" for i in range(3)]

@@ -11,6 +11,8 @@ import pytest
 
 from batchflow.errors import UsageError
 from batchflow.ingest import IngestOptions, ingest
+from tests._procs import free_port
+from tests.faultproxy import ThreadedFaultProxy
 from tests.ingest.conftest import fetch, settings_for, sha256, wait_staged
 from tests.server_fixture import ServerHandle
 
@@ -118,6 +120,38 @@ async def test_local_videos_go_up_one_by_one(ingest_server: ServerHandle, tmp_pa
     assert {str(f["fileName"]): f["sha256"] for f in staged} == {
         n: sha256(d) for n, d in videos.items()
     }
+
+
+async def test_a_video_put_whose_answer_was_lost_is_re_sent_and_counts_as_sent(
+    server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
+    """The server stores the first PUT, the proxy drops its answer, the client sends it again."""
+    port = free_port()
+    server = server_factory("--public-url", f"http://127.0.0.1:{port}")
+    puts: list[str] = []
+
+    def lose_first_put_answer(method: str, path: str) -> str | None:
+        if method != "PUT":
+            return None
+        puts.append(path)
+        return "reset" if len(puts) == 1 else None
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    video = os.urandom(5000)
+    (root / "clip.mp4").write_bytes(video)
+    with ThreadedFaultProxy(server.base_url, port=port, decide=lose_first_put_answer) as proxy:
+        summary = await ingest(
+            str(root), IngestOptions(batch_id="lost-answer", videos=True),
+            settings=settings_for(server),
+        )  # fmt: skip
+        assert proxy.stats.faults["reset"] == 1
+    assert len(puts) == 2, puts
+    assert puts[0] == puts[1]  # the same upload URL, twice
+    assert summary.ok, summary.as_dict()
+    assert summary.files_sent == 1
+    staged = wait_staged(server, "lost-answer", 1)
+    assert [(f["fileName"], f["sha256"]) for f in staged] == [("clip.mp4", sha256(video))]
 
 
 async def test_a_journal_for_a_batch_the_api_does_not_have_is_not_trusted(

@@ -16,6 +16,7 @@ from batchflow.errors import (
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    RetriesExhausted,
     TransientError,
     UsageError,
 )
@@ -135,7 +136,7 @@ async def test_permanent_errors_are_not_retried() -> None:
 
 
 @pytest.mark.anyio
-async def test_deadline_raises_deadline_exceeded_chained() -> None:
+async def test_retry_deadline_raises_retries_exhausted_chained() -> None:
     clock = FakeClock()
     policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=1.0, deadline=10.0)
     last: list[Exception] = []
@@ -146,9 +147,13 @@ async def test_deadline_raises_deadline_exceeded_chained() -> None:
         last.append(err)
         raise err
 
-    with pytest.raises(DeadlineExceeded) as info:
+    with pytest.raises(RetriesExhausted) as info:
         await retry_call(always_fails, policy=policy, clock=clock)
     assert info.value.__cause__ is last[-1]
+    # the retry budget is not a deadline the user set: still transient, exit 75 ("run again")
+    assert is_transient(info.value)
+    assert info.value.exit_code == 75
+    assert not isinstance(info.value, DeadlineExceeded)
     # attempts at t=0..2, 3..5, 6..8, 9..11: after the 4th the next sleep would end past 10 s
     assert len(last) == 4
     assert clock.sleeps == [1.0, 1.0, 1.0]

@@ -8,11 +8,18 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
+import anyio
 import httpx
+import pytest
 
+from batchflow.errors import ConflictError, TransientError
+from batchflow.server.app import open_services
+from batchflow.server.core.settings import ServerSettings
 from tests.server._helpers import image_bytes, run_receiver, shards_done, wait_for
 from tests.server_fixture import ServerHandle
 
@@ -149,8 +156,14 @@ def test_video_upload_via_signed_put(
         assert bad.status_code == 403
         put = anon.put(details["uploadURL"], content=video, headers=details["extensionHeaders"])
         assert put.status_code == 200, put.text
+        # a re-send of the same bytes (its first answer lost) is a no-op; other bytes are not
         again = anon.put(details["uploadURL"], content=video)
-        assert again.status_code == 409
+        assert again.status_code == 200, again.text
+        other = anon.put(details["uploadURL"], content=video[:-1] + b"x")
+        assert other.status_code == 409, other.text
+        assert "other content" in other.json()["error"]
+        longer = anon.put(details["uploadURL"], content=video + b"x")
+        assert longer.status_code == 409, longer.text
     files = client.get(f"{staging_server.ds}/batches/{batch_id}/list").json()["filesMetadata"]
     assert [(f["fileName"], f["size"], f["contentType"]) for f in files] == [
         ("clip.mp4", len(video), "video/mp4")
@@ -258,3 +271,45 @@ def test_tar_over_500_members_fails_the_extra_ones(
     assert shard["statusMetadata"]["stagedFiles"] == 500
     assert shard["statusMetadata"]["failedFiles"] == 1
     assert client.get(f"{staging_server.ds}/batches/{batch_id}/count").json() == {"count": 500}
+
+
+@pytest.mark.anyio
+async def test_a_put_while_another_is_receiving_the_upload_is_told_to_retry(
+    tmp_path: Path,
+) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path / "data", api_keys=("k",), public_url="http://127.0.0.1:1",
+        workspace="ws-test",
+    )  # fmt: skip
+    video = b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 10
+    reading, release = anyio.Event(), anyio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        reading.set()  # the server reads a body only once it has claimed the upload
+        yield video[:10]
+        await release.wait()
+        yield video[10:]
+
+    async def once() -> AsyncIterator[bytes]:
+        yield video
+
+    async with open_services(settings) as ctx:
+        answer = await ctx.uploads.start("b-busy", "video", "clip.mp4", None)
+        upload_id = unquote(urlsplit(answer.signed_url_details.upload_url).path.split("/")[-1])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ctx.uploads.receive, upload_id, slow_body())
+            await reading.wait()  # the first PUT holds the upload, mid-body
+            with pytest.raises(TransientError) as info:
+                await ctx.uploads.receive(upload_id, once())
+            assert info.value.retry_after is not None
+            release.set()
+        await ctx.uploads.receive(upload_id, once())  # done now: the same bytes are a no-op
+        with pytest.raises(ConflictError):
+            await ctx.uploads.receive(upload_id, _chunks(video[:-1], b"x"))
+        rows = [row async for row in ctx.staging.iter_files("b-busy")]
+        assert [(r.name, r.size) for r in rows] == [("clip.mp4", len(video))]
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part

@@ -14,7 +14,13 @@ import anyio
 import pytest
 
 from batchflow.errors import NotFoundError, TooLargeError, UsageError
-from batchflow.server.core.blobs import BlobStore, LocalBlobStore, open_task_store, put_stream
+from batchflow.server.core.blobs import (
+    BlobStore,
+    BlobWriter,
+    LocalBlobStore,
+    open_task_store,
+    put_stream,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -51,21 +57,22 @@ async def test_ranges_are_end_exclusive(store: BlobStore) -> None:
     assert await _read(store, "b1/r", start=0, end=0) == b""
 
 
+async def _write_then_fail(writer: BlobWriter, data: bytes) -> None:
+    async with writer:
+        await writer.write(data)
+        raise RuntimeError("the source broke")
+
+
 async def test_a_writer_that_fails_leaves_no_blob_and_keeps_the_old_one(store: BlobStore) -> None:
     await put_stream(store, "b1/k", _chunks(b"old"))
     writer = store.open_write("b1/k")
-    with pytest.raises(RuntimeError):
-        async with writer:
-            await writer.write(b"half of the new")
-            raise RuntimeError("the source broke")
+    with pytest.raises(RuntimeError, match="the source broke"):
+        await _write_then_fail(writer, b"half of the new")
     assert await _read(store, "b1/k") == b"old"
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="not committed"):
         _ = writer.info
-    new = store.open_write("b1/new")
-    with pytest.raises(RuntimeError):
-        async with new:
-            await new.write(b"x")
-            raise RuntimeError("again")
+    with pytest.raises(RuntimeError, match="the source broke"):
+        await _write_then_fail(store.open_write("b1/new"), b"x")
     assert await store.stat("b1/new") is None
 
 

@@ -9,6 +9,7 @@ transaction, so a server killed mid-extraction simply extracts the tar again aft
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from batchflow.errors import BatchflowError, ConflictError, NotFoundError
+from batchflow.errors import BatchflowError, ConflictError, NotFoundError, TransientError
 from batchflow.protocol.ids import validate_batch_id, validate_file_name
 from batchflow.protocol.staging import SignedURLResponse
 from batchflow.server.core.blobs import put_stream
@@ -49,6 +50,7 @@ class _Upload:
     kind: str
     file_name: str | None
     state: str
+    size: int | None
     sha256: str | None
     ingest_pk: int | None
 
@@ -125,6 +127,7 @@ class UploadService:
             kind=row.kind,
             file_name=row.file_name,
             state=row.state,
+            size=row.size,
             sha256=row.sha256,
             ingest_pk=row.ingest_pk,
         )
@@ -143,7 +146,8 @@ class UploadService:
                 .values(state="receiving")
             )
         if claimed.rowcount != 1:
-            raise ConflictError("this upload was already received")
+            await self._receive_again(upload_id, chunks)
+            return
         try:
             if upload.kind == "video":
                 assert upload.file_name is not None
@@ -160,6 +164,18 @@ class UploadService:
                 await self._set(upload.pk, state="open")
             raise
         self.wakeup.wake()
+
+    async def _receive_again(self, upload_id: str, chunks: AsyncIterable[bytes]) -> None:
+        """A PUT to an upload already stored: a no-op when it carries the same bytes (a client
+        re-sending because the first answer was lost), else 409. Nothing is stored."""
+        upload = await self._get(upload_id)  # the claim lost to another request: look again
+        if upload.size is None or upload.sha256 is None:
+            raise TransientError(
+                "this upload is being received by another request; try again", retry_after=1
+            )
+        size, sha256 = await _digest(chunks, stop_after=upload.size)
+        if (size, sha256) != (upload.size, upload.sha256):
+            raise ConflictError("this upload was already received, with other content")
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -219,3 +235,24 @@ class UploadService:
         await job.run()
         await self.staging.blobs.delete(tar_key(upload.batch_pk, upload.upload_id))
         self.on_outbox()
+
+
+_DIGEST_BLOCK = 1024 * 1024
+
+
+async def _digest(chunks: AsyncIterable[bytes], *, stop_after: int) -> tuple[int, str | None]:
+    """Size and sha256 of a body, hashed in ~1 MiB blocks off the event loop; gives up (digest
+    ``None``) as soon as it is longer than ``stop_after`` bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    pending = bytearray()
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > stop_after:
+            return size, None
+        pending += chunk
+        if len(pending) >= _DIGEST_BLOCK:
+            await anyio.to_thread.run_sync(digest.update, bytes(pending))
+            pending.clear()
+    digest.update(pending)
+    return size, digest.hexdigest()
