@@ -146,6 +146,14 @@ def _run_server(
     envvar="BATCHFLOW_JOB_WORKERS",
     help="Job worker processes (env BATCHFLOW_JOB_WORKERS; default: CPU count).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "inline"]),
+    default="local",
+    show_default=True,
+    envvar="BATCHFLOW_EXECUTOR",
+    help="Where job tasks run: worker processes (local) or server threads (inline).",
+)
 @click.option("--sweep-interval", type=float, default=60.0, hidden=True)
 @click.option("--shard-size", type=click.IntRange(1, 20_000), default=5000, hidden=True)
 def serve(  # noqa: PLR0917  (one parameter per click option)
@@ -161,6 +169,7 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
     log_level: str,
     workflows_file: Path | None,
     job_workers: int | None,
+    executor: str,
     sweep_interval: float,
     shard_size: int,
 ) -> None:
@@ -209,6 +218,7 @@ def serve(  # noqa: PLR0917  (one parameter per click option)
             shard_size=shard_size,
             workflows_file=workflows_file.expanduser().resolve() if workflows_file else None,
             job_workers=job_workers,
+            executor=executor,
         )
         app = create_app(settings, plugins=default_plugins())
         started = _run_server(

@@ -92,6 +92,7 @@ class ServerSettings:
     # job engine (read by batchflow.server.jobs.plugin; None: its env fallbacks / CPU count)
     workflows_file: Path | None = None
     job_workers: int | None = None
+    executor: str = "local"  # batchflow.server.jobs.executors.EXECUTORS
 
     @property
     def catalog_url(self) -> str:

@@ -19,10 +19,12 @@ from typing import Any, Literal, Protocol
 import anyio
 import anyio.to_thread
 
+from batchflow.errors import ConfigError
 from batchflow.server.jobs._spec import TaskFailedError, TaskOutcome, TaskSpec
 from batchflow.server.jobs.worker import TaskCancelledError, execute_task, serve
 
 __all__ = [
+    "EXECUTORS",
     "Executor",
     "InlineExecutor",
     "LocalProcessExecutor",
@@ -30,7 +32,11 @@ __all__ = [
     "TaskFailedError",
     "TaskOutcome",
     "TaskSpec",
+    "make_executor",
 ]
+
+EXECUTORS = ("local", "inline")
+"""``--executor`` choices: worker processes of this machine (default), or threads of the server."""
 
 ProgressCallback = Callable[[float], None]
 
@@ -182,3 +188,12 @@ class LocalProcessExecutor:
         with anyio.CancelScope(shield=True):
             for worker in list(self._all):
                 await anyio.to_thread.run_sync(self._discard, worker)
+
+
+def make_executor(kind: str, workers: int | None) -> Executor:
+    """The executor ``--executor kind`` names, with ``workers`` at once (default: CPU count)."""
+    if kind == "local":
+        return LocalProcessExecutor(workers)
+    if kind == "inline":
+        return InlineExecutor(workers or max(1, os.cpu_count() or 1))
+    raise ConfigError(f"unknown --executor {kind!r}: use one of {', '.join(EXECUTORS)}")

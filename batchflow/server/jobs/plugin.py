@@ -2,7 +2,7 @@
 
 Wires the engine to the server through its published extension points (see
 ``batchflow/server/README.md``): the staging catalog via ``CatalogStagingPort``, job webhooks
-via ``OutboxNotifier``, the workflow registry, a :class:`LocalProcessExecutor`, and the
+via ``OutboxNotifier``, the workflow registry, the executor ``--executor`` names, and the
 :class:`Scheduler` running in the app's task group. The routes get the API-key check and the
 plugin's :class:`JobService` as router-level dependencies.
 
@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import MetaData
 
 from batchflow.errors import ConfigError
-from batchflow.server.jobs.executors import Executor, LocalProcessExecutor
+from batchflow.server.jobs.executors import Executor, make_executor
 from batchflow.server.jobs.routes import router as jobs_router
 from batchflow.server.jobs.scheduler import Scheduler, SchedulerConfig
 from batchflow.server.jobs.schema import metadata as jobs_metadata
@@ -139,7 +139,7 @@ class JobsPlugin:
         notifier = OutboxNotifier(ctx.staging, ctx.publishable_key, ctx.dispatcher.wake)
         config = self.config or SchedulerConfig(work_dir=ctx.settings.data_dir / "jobs")
         config = replace(config, workflows_file=workflows_file)
-        executor = self.executor or LocalProcessExecutor(workers)
+        executor = self.executor or make_executor(ctx.settings.executor, workers)
         scheduler = Scheduler(ctx.engine, staging, executor, notifier, config)
         try:
             async with anyio.create_task_group() as group:
