@@ -20,7 +20,7 @@ from batchflow.errors import (
 from batchflow.server.core.auth import ApiKeys
 from batchflow.server.core.blobs import UrlSigner
 from batchflow.server.core.errors import SignatureError, status_for
-from batchflow.server.core.paging import decode_token, encode_token, next_token, page_size
+from batchflow.server.core.paging import decode_token, encode_token, page_of, page_size
 from batchflow.server.core.settings import parse_duration
 
 
@@ -41,8 +41,9 @@ def test_parse_duration_refuses(text: str) -> None:
 def test_page_tokens_round_trip_and_refuse_garbage() -> None:
     assert decode_token(None) == 0
     assert decode_token(encode_token(12345)) == 12345
-    assert next_token([1, 2, 3], 3) == encode_token(3)
-    assert next_token([1, 2], 3) is None
+    assert page_of([1, 2, 3, 4], 3, int) == ([1, 2, 3], encode_token(3))  # one more was there
+    assert page_of([1, 2, 3], 3, int) == ([1, 2, 3], None)  # the last page says so
+    assert page_of([], 3, int) == ([], None)
     for garbage in ["!!", encode_token(1)[:-2] + "zz", "aWQ6LTE"]:  # "id:-1"
         with pytest.raises(UsageError):
             decode_token(garbage)

@@ -1,22 +1,27 @@
-"""Opaque page tokens: base64url of the last row's monotonically increasing id.
+"""The one paging rule of every listing (staging and jobs): page size and opaque tokens.
 
-Rows are listed in id order and new rows get larger ids, so a token stays valid while data is
-appended.
+A token is base64url of ``id:<last row id>``. Rows are listed in id order and new rows get
+larger ids, so a token stays valid while data is appended. Queries fetch ``size + 1`` rows and
+:func:`page_of` cuts the page: the last page carries no token.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from batchflow.errors import UsageError
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "decode_token",
     "encode_token",
-    "next_token",
+    "page_of",
     "page_size",
 ]
 
@@ -51,6 +56,7 @@ def page_size(value: int | None) -> int:
     return min(value, MAX_PAGE_SIZE)
 
 
-def next_token(ids: list[int], limit: int) -> str | None:
-    """A token when the page was full (there may be more), else None."""
-    return encode_token(ids[-1]) if ids and len(ids) >= limit else None
+def page_of(rows: Sequence[T], size: int, pk: Callable[[T], int]) -> tuple[list[T], str | None]:
+    """``rows`` fetched with ``limit=size + 1``: the page, and the next page's token or None."""
+    page = list(rows[:size])
+    return page, encode_token(pk(page[-1])) if len(rows) > size else None

@@ -1,14 +1,10 @@
 """Catalog writes shared by the service and the scheduler: guarded state moves, new stages,
-logs; definitions and page tokens. Reads are in :mod:`.records`.
-
-Page tokens are opaque (base64 of the last row id seen); listings are keyset-paginated on the
-autoincrement id, so a token stays valid while rows are appended.
+logs; definitions. Reads are in :mod:`.records`; listings page with
+:mod:`batchflow.server.core.paging`, as the staging routes do.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,11 +33,8 @@ from batchflow.server.jobs.states import (
 
 __all__ = [
     "SUPPORTED_JOB_TYPES",
-    "clamp_page_size",
-    "decode_token",
     "definition_digest",
     "effective_definition",
-    "encode_token",
     "insert_stage",
     "inserted_pk",
     "job_move",
@@ -54,27 +47,7 @@ __all__ = [
 ]
 
 SUPPORTED_JOB_TYPES = ("simple-image-processing-v1", "simple-video-processing-v1")
-MAX_PAGE_SIZE = 1000
 _S = TypeVar("_S", JobState, TaskStatus)
-
-
-def encode_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_token(token: str | None) -> int:
-    """The id after which the next page starts (0 for the first page)."""
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, value = text.partition(":")
-        last_id = int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise UsageError(f"invalid nextPageToken {token!r}") from exc
-    if prefix != "after" or last_id < 0:
-        raise UsageError(f"invalid nextPageToken {token!r}")
-    return last_id
 
 
 @asynccontextmanager
@@ -97,14 +70,6 @@ def inserted_pk(result: CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
-
-
-def clamp_page_size(page_size: int | None, default: int = 100) -> int:
-    if page_size is None:
-        return default
-    if page_size < 1:
-        raise UsageError(f"invalid pageSize {page_size}: must be at least 1")
-    return min(page_size, MAX_PAGE_SIZE)
 
 
 def parse_definition(definition: Mapping[str, Any]) -> JobDefinition:

@@ -27,11 +27,10 @@ from batchflow.protocol.jobs import (
     LogSeverity,
     RestartOverrides,
 )
+from batchflow.server.core.paging import decode_token, page_of
+from batchflow.server.core.paging import page_size as clamp_page_size
 from batchflow.server.jobs._store import (
-    clamp_page_size,
-    decode_token,
     definition_digest,
-    encode_token,
     inserted_pk,
     job_move,
     job_notification,
@@ -180,11 +179,10 @@ class JobService:
         after = decode_token(token)
         async with self._engine.connect() as conn:
             rows = await job_page(conn, workspace, after, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, next_page = page_of(rows, size, lambda row: row.pk)
         return ListJobsResponse(
             jobs=[r.wire() for r in rows],
-            next_page_token=encode_token(rows[-1].pk) if more else None,
+            next_page_token=next_page,
         )
 
     async def list_stages(self, workspace: str, job_id: str) -> list[JobStage]:
@@ -210,11 +208,10 @@ class JobService:
             if stage is None:
                 raise NotFoundError(f"stage {stage_id!r} not found in job {job_id!r}")
             rows = await task_page(conn, stage.pk, after, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, next_page = page_of(rows, size, lambda row: row.pk)
         return ListTasksResponse(
             tasks=[r.wire() for r in rows],
-            next_page_token=encode_token(rows[-1].pk) if more else None,
+            next_page_token=next_page,
         )
 
     async def list_logs(
@@ -231,11 +228,10 @@ class JobService:
         async with self._engine.connect() as conn:
             job = await self._job(conn, workspace, job_id)
             rows = await log_page(conn, job.pk, after, size + 1, severity)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, next_page = page_of(rows, size, lambda row: row.pk)
         return ListLogsResponse(
             logs=[r.entry for r in rows],
-            next_page_token=encode_token(rows[-1].pk) if more else None,
+            next_page_token=next_page,
         )
 
     async def abort(self, workspace: str, job_id: str) -> None:

@@ -356,3 +356,15 @@ async def shard_file_counts(
     for shard_pk, status, count in rows:
         counts.setdefault(shard_pk, {})[status] = int(count)
     return counts
+
+
+async def shard_page(conn: AsyncConnection, batch_pk: int, *, after: int, limit: int) -> list[Any]:
+    """Shards of a batch after id ``after``, in id order, each with its ``ingest_id``."""
+    rows = await conn.execute(
+        select(shards, ingests.c.ingest_id)
+        .join(ingests, ingests.c.id == shards.c.ingest_pk)
+        .where(shards.c.batch_pk == batch_pk, shards.c.id > after)
+        .order_by(shards.c.id)
+        .limit(limit)
+    )
+    return list(rows)

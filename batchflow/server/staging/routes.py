@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from batchflow.errors import NotFoundError, UsageError
@@ -28,7 +27,7 @@ from batchflow.protocol.staging import (
 from batchflow.server.context import ServerContext
 from batchflow.server.core.auth import require_api_key
 from batchflow.server.core.db import as_utc
-from batchflow.server.core.paging import decode_token, next_token, page_size
+from batchflow.server.core.paging import decode_token, page_of, page_size
 from batchflow.server.staging.batches import (
     count_files,
     list_batches,
@@ -36,8 +35,7 @@ from batchflow.server.staging.batches import (
     list_parts,
     require_batch,
 )
-from batchflow.server.staging.ingests import shard_file_counts
-from batchflow.server.staging.schema import ingests, shards
+from batchflow.server.staging.ingests import shard_file_counts, shard_page
 from batchflow.server.staging.tarsafe import IMAGE_SUFFIXES
 
 __all__ = ["SHARD_STATUS", "router"]
@@ -89,10 +87,10 @@ async def get_batches(request: Request, size: PageSize = None, token: PageToken 
     ctx = _ctx(request)
     limit, after = page_size(size), decode_token(token)
     async with ctx.engine.connect() as conn:
-        rows = await list_batches(conn, ctx.settings.workspace, after=after, limit=limit)
+        found = await list_batches(conn, ctx.settings.workspace, after=after, limit=limit + 1)
+    rows, next_page = page_of(found, limit, lambda row: row.pk)
     response = ListBatchesResponse(
-        batches=[row.to_wire() for row in rows],
-        next_page_token=next_token([row.pk for row in rows], limit),
+        batches=[row.to_wire() for row in rows], next_page_token=next_page
     )
     return _dump(response)
 
@@ -140,7 +138,8 @@ async def get_files(
     limit, after = page_size(size), decode_token(token)
     async with ctx.engine.connect() as conn:
         batch = await require_batch(conn, ctx.settings.workspace, _batch_id(batch_id))
-        rows = await list_files(conn, batch.pk, part_name=part, after=after, limit=limit)
+        found = await list_files(conn, batch.pk, part_name=part, after=after, limit=limit + 1)
+    rows, next_page = page_of(found, limit, lambda row: row.pk)
     items = [
         FileMetadata.model_validate(
             {
@@ -155,9 +154,7 @@ async def get_files(
         )
         for row in rows
     ]
-    response = ListFilesResponse(
-        files_metadata=items, next_page_token=next_token([row.pk for row in rows], limit)
-    )
+    response = ListFilesResponse(files_metadata=items, next_page_token=next_page)
     return _dump(response)
 
 
@@ -169,15 +166,8 @@ async def get_shards(
     limit, after = page_size(size), decode_token(token)
     async with ctx.engine.connect() as conn:
         batch = await require_batch(conn, ctx.settings.workspace, _batch_id(batch_id))
-        rows = list(
-            await conn.execute(
-                select(shards, ingests.c.ingest_id)
-                .join(ingests, ingests.c.id == shards.c.ingest_pk)
-                .where(shards.c.batch_pk == batch.pk, shards.c.id > after)
-                .order_by(shards.c.id)
-                .limit(limit)
-            )
-        )
+        found = await shard_page(conn, batch.pk, after=after, limit=limit + 1)
+        rows, next_page = page_of(found, limit, lambda row: int(row.id))
         counts = await shard_file_counts(conn, [row.id for row in rows])
     items = []
     for row in rows:
@@ -198,9 +188,7 @@ async def get_shards(
                 },
             )
         )
-    response = ListShardsResponse(
-        shards=items, next_page_token=next_token([row.id for row in rows], limit)
-    )
+    response = ListShardsResponse(shards=items, next_page_token=next_page)
     return _dump(response)
 
 
