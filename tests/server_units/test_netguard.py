@@ -20,7 +20,6 @@ from batchflow.server.core.netguard import (
     backoff_delay,
     fetch_to_file,
     make_fetch_client,
-    parse_retry_after,
     redact_url,
     resolve_safe,
 )
@@ -111,10 +110,6 @@ def test_error_failure_types() -> None:
 
 
 def test_retry_helpers() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     policy = RetryPolicy(base_delay=1.0, max_delay=4.0, max_retry_after=30.0)
     for retry in range(1, 8):
         assert 0.0 <= backoff_delay(policy, retry, None) <= min(4.0, 2 ** (retry - 1))

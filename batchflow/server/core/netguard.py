@@ -21,8 +21,6 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import httpx
 from batchflow import __version__
 from batchflow.config import RetryPolicy
 from batchflow.errors import NetworkError, PermanentError, RateLimitedError, TransientError
+from batchflow.httperrors import parse_retry_after
 
 __all__ = [
     "DEFAULT_FETCH_RETRY",
@@ -46,7 +45,6 @@ __all__ = [
     "backoff_delay",
     "fetch_to_file",
     "make_fetch_client",
-    "parse_retry_after",
     "redact_url",
     "resolve_safe",
 ]
@@ -245,22 +243,6 @@ async def resolve_safe(url: str | httpx.URL, policy: UrlPolicy) -> ResolvedUrl:
     for ip in addresses:
         policy.check_address(host, ip)
     return ResolvedUrl(url=parsed, host=host, addresses=addresses)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def backoff_delay(

@@ -33,12 +33,12 @@ import structlog
 
 from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, TransientError
+from batchflow.httperrors import parse_retry_after
 from batchflow.server.core.netguard import (
     ResolvedUrl,
     UnsafeUrlError,
     UrlPolicy,
     backoff_delay,
-    parse_retry_after,
     redact_url,
     resolve_safe,
 )
@@ -329,7 +329,7 @@ class WebhookDispatcher:
     async def _send(self, request: httpx.Request) -> tuple[int, float | None]:
         response = await self._client.send(request, stream=True)
         await response.aclose()
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
         return response.status_code, retry_after
 
 
