@@ -41,7 +41,7 @@ from batchflow.errors import (
     TransientError,
 )
 from batchflow.httperrors import parse_retry_after
-from batchflow.server.workflows._retry import retry_call_sync
+from batchflow.pipeline.retry import retry_call_sync
 from batchflow.server.workflows._types import ImageOutput, WorkflowError, WorkItem, WorkResult
 
 if TYPE_CHECKING:
