@@ -7,11 +7,8 @@ the key) and the server's ``{"error": ...}`` text. Status errors are chained fro
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
-from collections.abc import Callable
 
 import httpx
 
@@ -28,6 +25,7 @@ from batchflow.errors import (
     TransientError,
     UsageError,
 )
+from batchflow.httperrors import parse_retry_after
 
 __all__ = [
     "HTTPX_ERRORS",
@@ -125,24 +123,6 @@ def _server_message(response: httpx.Response) -> str:
     else:
         text = response.reason_phrase or ""
     return _scrub(text)[:_MAX_ERROR_TEXT]
-
-
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date; ``None`` if absent."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(when.timestamp() - now(), 0.0)
 
 
 def error_for_status(

@@ -20,10 +20,13 @@ from batchflow.pipeline.retry import (
     SYSTEM_CLOCK,
     Clock,
     RetryEvent,
+    SyncClock,
     SystemClock,
     backoff_delay,
     is_transient,
+    next_delay,
     retry_call,
+    retry_call_sync,
 )
 from batchflow.pipeline.shard_plan import (
     ContentDigest,
@@ -60,6 +63,7 @@ __all__ = [
     "Stage",
     "StageCounters",
     "StageStats",
+    "SyncClock",
     "SystemClock",
     "backoff_delay",
     "chunk_pages",
@@ -69,7 +73,9 @@ __all__ = [
     "iter_shards",
     "journal_path",
     "peek",
+    "next_delay",
     "retry_call",
+    "retry_call_sync",
     "run_workers",
     "state_dir",
 ]

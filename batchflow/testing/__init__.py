@@ -1,6 +1,7 @@
 """Test doubles users can import: a fake clock and in-memory / synthetic sources.
 
-``FakeClock`` implements :class:`batchflow.pipeline.retry.Clock` without real sleeping.
+``FakeClock`` implements :class:`batchflow.pipeline.retry.Clock` and ``SyncClock`` without real
+sleeping.
 ``MemorySource`` and ``SyntheticSource`` implement :class:`batchflow.sources.Source`:
 ``list_pages(send)`` sends tuples of ``ObjectRef`` into a stream and closes it.
 ``SyntheticSource`` never materialises its listing (a 10M-object run holds one page at a time).
@@ -51,6 +52,13 @@ class FakeClock:
         if seconds == 0.0:
             self._wake()
         await event.wait()
+
+    def sleep_sync(self, seconds: float) -> None:
+        """The blocking sleep of ``SyncClock``: recorded, and time moves on at once (always)."""
+        seconds = max(seconds, 0.0)
+        self.sleeps.append(seconds)
+        self._now += seconds
+        self._wake()
 
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose time has come."""

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from batchflow.server.core.errors import install_error_handlers
 from batchflow.server.jobs.routes import router
 
 from .conftest import WS, Env, definition, image_bytes, running
@@ -16,6 +17,7 @@ BASE = f"http://testserver/batch-processing/v1/external/{WS}"
 
 def _client(env: Env) -> httpx.AsyncClient:
     app = FastAPI()
+    install_error_handlers(app)  # the server's one error table answers for the routes
     app.include_router(router)
     app.state.job_service = env.service
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)

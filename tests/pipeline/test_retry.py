@@ -1,8 +1,11 @@
-"""retry_call with a fake clock: bounded, jittered, Retry-After aware, deadline aware."""
+"""The retry engine with a fake clock, through both drivers (``retry_call`` and
+``retry_call_sync``): bounded, jittered, Retry-After aware, deadline aware."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -20,8 +23,15 @@ from batchflow.errors import (
     TransientError,
     UsageError,
 )
-from batchflow.pipeline import RetryEvent, SystemClock, is_transient, retry_call
-from batchflow.pipeline.retry import Clock
+from batchflow.pipeline import (
+    RetryEvent,
+    SystemClock,
+    is_transient,
+    next_delay,
+    retry_call,
+    retry_call_sync,
+)
+from batchflow.pipeline.retry import Clock, SyncClock
 from batchflow.testing import FakeClock
 
 
@@ -32,16 +42,34 @@ class Flaky:
         self.errors = list(errors)
         self.calls = 0
 
-    async def __call__(self) -> str:
+    def __call__(self) -> str:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
         return "ok"
 
 
+@pytest.fixture(params=["async", "sync"])
+def drive(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Run a blocking ``fn`` through one of the two drivers of the engine."""
+
+    async def through_async(fn: Callable[[], Any], **kwargs: Any) -> Any:
+        async def call() -> Any:
+            return fn()
+
+        return await retry_call(call, **kwargs)
+
+    async def through_sync(fn: Callable[[], Any], **kwargs: Any) -> Any:
+        return retry_call_sync(fn, **kwargs)
+
+    return through_async if request.param == "async" else through_sync
+
+
 def test_clocks_implement_protocol() -> None:
     assert isinstance(SystemClock(), Clock)
     assert isinstance(FakeClock(), Clock)
+    assert isinstance(SystemClock(), SyncClock)
+    assert isinstance(FakeClock(), SyncClock)
 
 
 @pytest.mark.parametrize(
@@ -64,12 +92,12 @@ def test_is_transient_uses_types_only(error: Exception, expected: bool) -> None:
 
 
 @pytest.mark.anyio
-async def test_success_after_transient_failures_with_bounded_delays() -> None:
+async def test_success_after_transient_failures_with_bounded_delays(drive: Any) -> None:
     clock = FakeClock()
     policy = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=3.0, deadline=None)
     fn = Flaky(*(NetworkError("reset") for _ in range(5)))
     events: list[RetryEvent] = []
-    result = await retry_call(
+    result = await drive(
         fn, policy=policy, clock=clock, on_retry=events.append, rng=random.Random(7)
     )
     assert result == "ok"
@@ -84,19 +112,19 @@ async def test_success_after_transient_failures_with_bounded_delays() -> None:
 
 
 @pytest.mark.anyio
-async def test_full_jitter_spreads_delays() -> None:
+async def test_full_jitter_spreads_delays(drive: Any) -> None:
     rng = random.Random(1)
     clock = FakeClock()
     policy = RetryPolicy(max_attempts=2, base_delay=10.0, max_delay=10.0, deadline=None)
     for _ in range(50):
-        await retry_call(Flaky(TransientError("x")), policy=policy, clock=clock, rng=rng)
+        await drive(Flaky(TransientError("x")), policy=policy, clock=clock, rng=rng)
     assert min(clock.sleeps) < 2.0
     assert max(clock.sleeps) > 8.0
     assert all(0.0 <= d <= 10.0 for d in clock.sleeps)
 
 
 @pytest.mark.anyio
-async def test_retry_after_is_respected_and_capped() -> None:
+async def test_retry_after_is_respected_and_capped(drive: Any) -> None:
     clock = FakeClock()
     policy = RetryPolicy(
         max_attempts=4, base_delay=0.01, max_delay=0.02, deadline=None, max_retry_after=30.0
@@ -106,49 +134,49 @@ async def test_retry_after_is_respected_and_capped() -> None:
         RateLimitedError("slow down", retry_after=500.0),
         RateLimitedError("slow down", retry_after=None),
     )
-    assert await retry_call(fn, policy=policy, clock=clock) == "ok"
+    assert await drive(fn, policy=policy, clock=clock) == "ok"
     assert clock.sleeps[0] == pytest.approx(7.0)
     assert clock.sleeps[1] == pytest.approx(30.0)
     assert clock.sleeps[2] <= 0.02
 
 
 @pytest.mark.anyio
-async def test_attempts_are_bounded_and_last_error_raised() -> None:
+async def test_attempts_are_bounded_and_last_error_raised(drive: Any) -> None:
     clock = FakeClock()
     policy = RetryPolicy(max_attempts=3, base_delay=0.1, deadline=None)
     errors = [NetworkError(f"fail {i}") for i in range(10)]
     fn = Flaky(*errors)
     with pytest.raises(NetworkError) as info:
-        await retry_call(fn, policy=policy, clock=clock)
+        await drive(fn, policy=policy, clock=clock)
     assert info.value is errors[2]
     assert fn.calls == 3
     assert len(clock.sleeps) == 2
 
 
 @pytest.mark.anyio
-async def test_permanent_errors_are_not_retried() -> None:
+async def test_permanent_errors_are_not_retried(drive: Any) -> None:
     clock = FakeClock()
     fn = Flaky(NotFoundError("no such batch"))
     with pytest.raises(NotFoundError):
-        await retry_call(fn, policy=RetryPolicy(), clock=clock)
+        await drive(fn, policy=RetryPolicy(), clock=clock)
     assert fn.calls == 1
     assert clock.sleeps == []
 
 
 @pytest.mark.anyio
-async def test_retry_deadline_raises_retries_exhausted_chained() -> None:
+async def test_retry_deadline_raises_retries_exhausted_chained(drive: Any) -> None:
     clock = FakeClock()
     policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=1.0, deadline=10.0)
     last: list[Exception] = []
 
-    async def always_fails() -> None:
+    def always_fails() -> None:
         clock.advance(2.0)  # each attempt takes 2 s of (fake) time
         err = RateLimitedError("busy", retry_after=1.0)
         last.append(err)
         raise err
 
     with pytest.raises(RetriesExhausted) as info:
-        await retry_call(always_fails, policy=policy, clock=clock)
+        await drive(always_fails, policy=policy, clock=clock)
     assert info.value.__cause__ is last[-1]
     # the retry budget is not a deadline the user set: still transient, exit 75 ("run again")
     assert is_transient(info.value)
@@ -161,10 +189,10 @@ async def test_retry_deadline_raises_retries_exhausted_chained() -> None:
 
 
 @pytest.mark.anyio
-async def test_custom_classifier() -> None:
+async def test_custom_classifier(drive: Any) -> None:
     clock = FakeClock()
     fn = Flaky(KeyError("a"), KeyError("b"))
-    result = await retry_call(
+    result = await drive(
         fn,
         policy=RetryPolicy(base_delay=0.0),
         clock=clock,
@@ -172,6 +200,34 @@ async def test_custom_classifier() -> None:
     )
     assert result == "ok"
     assert fn.calls == 3
+
+
+@pytest.mark.parametrize(
+    ("attempt", "error", "elapsed", "expected"),
+    [
+        (1, NetworkError("x"), 0.0, "jitter"),
+        (1, RateLimitedError("x", retry_after=7.0), 0.0, 7.0),
+        (1, RateLimitedError("x", retry_after=500.0), 0.0, 30.0),  # capped by max_retry_after
+        (1, RateLimitedError("x", retry_after=-3.0), 0.0, "jitter"),
+        (2, RateLimitedError("x", retry_after=7.0), 52.0, 7.0),  # ends at 59 s: in time
+        (2, RateLimitedError("x", retry_after=7.0), 54.0, None),  # ends at 61 s: past 60 s
+        (3, NetworkError("x"), 0.0, None),  # attempts ran out
+        (1, NotFoundError("x"), 0.0, None),  # not retryable
+        (1, ValueError("x"), 0.0, None),  # not of the tree: never retried
+    ],
+)
+def test_next_delay_is_the_one_decision(
+    attempt: int, error: Exception, elapsed: float, expected: float | str | None
+) -> None:
+    policy = RetryPolicy(
+        max_attempts=3, base_delay=1.0, max_delay=2.0, deadline=60.0, max_retry_after=30.0
+    )
+    delay = next_delay(policy, attempt, error, elapsed, rng=random.Random(3))
+    if expected == "jitter":
+        assert delay is not None
+        assert 0.0 <= delay <= policy.backoff_ceiling(attempt)
+    else:
+        assert delay == expected
 
 
 @pytest.mark.anyio

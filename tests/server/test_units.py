@@ -1,4 +1,4 @@
-"""Small pure pieces: durations, page tokens, URL signatures, key checks, errors -> status."""
+"""Small pure pieces: durations, page tokens, URL signatures, key checks."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from batchflow.errors import (
-    AuthError,
-    ConfigError,
-    ConflictError,
-    NotFoundError,
-    RateLimitedError,
-    TooLargeError,
-    UsageError,
-)
+from batchflow.errors import ConfigError, UsageError
 from batchflow.server.core.auth import ApiKeys
 from batchflow.server.core.blobs import UrlSigner
-from batchflow.server.core.errors import SignatureError, status_for
 from batchflow.server.core.paging import decode_token, encode_token, page_of, page_size
 from batchflow.server.core.settings import parse_duration
 
@@ -81,23 +72,6 @@ def test_api_keys() -> None:
     assert not keys.accepts(None)
     assert not keys.accepts("ab")
     assert not ApiKeys([]).accepts("a")
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (SignatureError("x"), 403),
-        (AuthError("x"), 401),
-        (NotFoundError("x"), 404),
-        (ConflictError("x"), 409),
-        (TooLargeError("x"), 413),
-        (UsageError("x"), 400),
-        (ConfigError("x"), 400),
-        (RateLimitedError("x"), 429),
-    ],
-)
-def test_status_for(error: Exception, status: int) -> None:
-    assert status_for(error) == status  # type: ignore[arg-type]
 
 
 def test_database_url_check() -> None:

@@ -17,13 +17,12 @@ from batchflow.server.core.netguard import (
     DownloadTooLargeError,
     UnsafeUrlError,
     UrlPolicy,
-    backoff_delay,
     fetch_to_file,
     make_fetch_client,
-    parse_retry_after,
     redact_url,
     resolve_safe,
 )
+from batchflow.testing import FakeClock
 
 from ._origin import LoopbackOnly, Origin, payload
 
@@ -108,18 +107,6 @@ def test_allow_list_by_ip_cidr_and_host() -> None:
 def test_error_failure_types() -> None:
     assert DownloadTooLargeError.failure_type == "file-size-limit-exceeded"
     assert DownloadFailedError.failure_type == "download-failed"
-
-
-def test_retry_helpers() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    policy = RetryPolicy(base_delay=1.0, max_delay=4.0, max_retry_after=30.0)
-    for retry in range(1, 8):
-        assert 0.0 <= backoff_delay(policy, retry, None) <= min(4.0, 2 ** (retry - 1))
-    assert backoff_delay(policy, 1, 20.0) == 20.0
-    assert backoff_delay(policy, 1, 500.0) == 30.0
 
 
 def test_redact_url_drops_query_and_credentials() -> None:
@@ -234,6 +221,32 @@ async def test_retries_run_out(origin: Origin, guarded: Any, tmp_path: Path) -> 
     with pytest.raises(DownloadFailedError, match="3 attempts"):
         await fetch(guarded, f"{origin.base}/ok/64", tmp_path / "a.jpg")
     assert len(origin.seen) == 3
+
+
+async def test_fetch_retries_on_the_engine_with_retry_after_capped(
+    origin: Origin, guarded: Any, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(
+        max_attempts=4, base_delay=0.01, max_delay=0.02, deadline=None, max_retry_after=30.0
+    )
+    origin.script("/ok/64", "429:100", "503:2", "200")
+    result = await fetch(
+        guarded, f"{origin.base}/ok/64", tmp_path / "a.jpg", retry=policy, clock=clock
+    )
+    assert result.size == 64
+    assert clock.sleeps == [30.0, 2.0]  # Retry-After over the 0..0.02 s jitter, capped at 30 s
+    assert len(origin.seen) == 3
+
+
+async def test_fetch_stops_at_the_deadline(origin: Origin, guarded: Any, tmp_path: Path) -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=10, base_delay=0.01, deadline=10.0, max_retry_after=60.0)
+    origin.script("/ok/64", "503:6", "503:6", "200")
+    with pytest.raises(DownloadFailedError, match="gave up after 2 attempts"):
+        await fetch(guarded, f"{origin.base}/ok/64", tmp_path / "a.jpg", retry=policy, clock=clock)
+    assert clock.sleeps == [6.0]  # a second 6 s wait would end at 12 s, past the 10 s deadline
+    assert len(origin.seen) == 2
 
 
 async def test_redirect_chain_followed(origin: Origin, guarded: Any, tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from batchflow.server.workflows import (
     process_video,
     run_items,
 )
-from batchflow.server.workflows.remote import parse_retry_after
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"fake-png-body"
 
@@ -259,15 +258,3 @@ def test_video_frames_are_sent_as_jpeg(stub, make_video):
     sent = base64.b64decode(stub.bodies[0]["inputs"]["image"]["value"])
     with Image.open(io.BytesIO(sent)) as img:
         assert (img.format, img.size) == ("JPEG", (64, 48))
-
-
-def test_parse_retry_after():
-    from datetime import UTC, datetime
-
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after(" 0.5 ") == 0.5
-    assert parse_retry_after("-4") == 0.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("Thu, 01 Jan 2026 12:00:10 GMT", now=now) == 10.0

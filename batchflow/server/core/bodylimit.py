@@ -10,6 +10,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from batchflow.errors import TooLargeError
+from batchflow.server.core.errors import status_for
+
 __all__ = ["MAX_JSON_BODY", "JsonBodyLimit"]
 
 MAX_JSON_BODY = 64 * 1024 * 1024
@@ -64,11 +67,12 @@ class JsonBodyLimit:
         return scope.get("method") == "POST" and path.endswith("-references")
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"request body over {self.limit} bytes"}).encode()
+        error = TooLargeError(f"request body over {self.limit} bytes")
+        body = json.dumps({"error": error.message}).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status_for(error),
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

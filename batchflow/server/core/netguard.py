@@ -13,16 +13,12 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import random
 import re
 import secrets
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -32,7 +28,14 @@ import httpx
 
 from batchflow import __version__
 from batchflow.config import RetryPolicy
-from batchflow.errors import NetworkError, PermanentError, RateLimitedError, TransientError
+from batchflow.errors import (
+    NetworkError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+from batchflow.httperrors import parse_retry_after
+from batchflow.pipeline.retry import SYSTEM_CLOCK, Clock, retry_call
 
 __all__ = [
     "DEFAULT_FETCH_RETRY",
@@ -46,11 +49,9 @@ __all__ = [
     "ResolvedUrl",
     "UnsafeUrlError",
     "UrlPolicy",
-    "backoff_delay",
     "fetch_to",
     "fetch_to_file",
     "make_fetch_client",
-    "parse_retry_after",
     "redact_url",
     "resolve_safe",
 ]
@@ -251,32 +252,6 @@ async def resolve_safe(url: str | httpx.URL, policy: UrlPolicy) -> ResolvedUrl:
     return ResolvedUrl(url=parsed, host=host, addresses=addresses)
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def backoff_delay(
-    policy: RetryPolicy, retry: int, retry_after: float | None, rng: random.Random | None = None
-) -> float:
-    """Full-jitter delay before retry number ``retry``; a larger (capped) Retry-After wins."""
-    delay = (rng or random).uniform(0.0, policy.backoff_ceiling(retry))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, policy.max_retry_after))
-    return delay
-
-
 @contextlib.contextmanager
 def _mapped_httpx_errors(url: httpx.URL) -> Iterator[None]:
     """The one place httpx errors become batchflow errors."""
@@ -438,6 +413,7 @@ async def fetch_to_file(
     max_bytes: int,
     timeout: float = 60.0,  # noqa: ASYNC109 - per attempt, applied with anyio.fail_after
     retry: RetryPolicy | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> FetchResult:
     """:func:`fetch_to` into the local file ``dest`` (replaced only by a whole body)."""
     return await fetch_to(
@@ -448,6 +424,7 @@ async def fetch_to_file(
         max_bytes=max_bytes,
         timeout=timeout,
         retry=retry,
+        clock=clock,
     )
 
 
@@ -460,32 +437,35 @@ async def fetch_to(
     max_bytes: int,
     timeout: float = 60.0,  # noqa: ASYNC109 - per attempt, applied with anyio.fail_after
     retry: RetryPolicy | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> FetchResult:
     """Download ``url`` safely into a fresh ``open_sink()`` per attempt; raise one of the
     three errors above.
 
     ``timeout`` bounds each attempt (redirects + body). Transient failures (connect errors,
-    timeouts, 408/429/5xx) are retried per ``retry``; other 4xx fail at once.
+    timeouts, 408/429/5xx) are retried per ``retry`` by the one retry engine; other 4xx fail at
+    once; running out of attempts or of the deadline is a :class:`DownloadFailedError`.
     """
-    retry = retry or DEFAULT_FETCH_RETRY
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
+    failures: list[TransientError] = []
+
+    async def attempt() -> FetchResult:
         try:
             with anyio.fail_after(timeout):
                 return await _fetch_once(client, url, open_sink, policy, max_bytes)
         except TimeoutError as exc:
-            last: TransientError = NetworkError(f"{redact_url(url)}: no answer within {timeout}s")
-            last.__cause__ = exc
+            error = NetworkError(f"{redact_url(url)}: no answer within {timeout}s")
+            failures.append(error)
+            raise error from exc
         except TransientError as exc:
-            last = exc
-        delay = backoff_delay(retry, attempt, last.retry_after)
-        elapsed = time.monotonic() - started
-        out_of_time = retry.deadline is not None and elapsed + delay > retry.deadline
-        if attempt >= retry.max_attempts or out_of_time:
-            raise DownloadFailedError(f"{last} (gave up after {attempt} attempts)") from last
-        await anyio.sleep(delay)
+            failures.append(exc)
+            raise
+
+    try:
+        return await retry_call(attempt, policy=retry or DEFAULT_FETCH_RETRY, clock=clock)
+    except TransientError:  # out of attempts or of time (RetriesExhausted)
+        last = failures[-1]
+        message = f"{last} (gave up after {len(failures)} attempts)"
+        raise DownloadFailedError(message) from last
 
 
 def make_fetch_client(*, max_connections: int = 64) -> httpx.AsyncClient:

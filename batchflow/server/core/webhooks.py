@@ -8,9 +8,11 @@ carries ``delivery_attempt`` = attempts made so far + 1.
 Outcome of one POST:
 - 2xx: delivered.
 - 408, 425, 429, any 5xx, connect/read errors, timeouts, other 4xx (401, 403, 409, ...; a
-  receiver being (re)configured may start accepting): retried later with capped exponential
-  backoff with full jitter, ``Retry-After`` honoured (capped by ``policy.max_retry_after``),
-  until ``max_attempts`` attempts were made, then given up.
+  receiver being (re)configured may start accepting): retried later, the delay decided by the
+  one retry engine (``batchflow.pipeline.retry.next_delay``: capped exponential backoff with
+  full jitter, ``Retry-After`` honoured, capped by ``policy.max_retry_after``), until
+  ``max_attempts`` attempts were made, then given up. The row's ``next_at`` persists the delay,
+  so a restart keeps it; the policy's ``deadline`` is not used (rows carry no first-attempt time).
 - 400, 404, 405, 410, 413, 414, 415, 422 (the same body to the same URL will never be accepted),
   3xx (redirects are not followed: a POST must not be re-sent somewhere else), a URL refused by
   the SSRF policy or one httpx can not use: given up at once.
@@ -33,12 +35,12 @@ import structlog
 
 from batchflow.config import RetryPolicy
 from batchflow.errors import BatchflowError, TransientError
+from batchflow.httperrors import parse_retry_after
+from batchflow.pipeline.retry import next_delay
 from batchflow.server.core.netguard import (
     ResolvedUrl,
     UnsafeUrlError,
     UrlPolicy,
-    backoff_delay,
-    parse_retry_after,
     redact_url,
     resolve_safe,
 )
@@ -196,13 +198,15 @@ class WebhookDispatcher:
     ) -> None:
         self._store = store
         self._client = client
-        self._policy = policy or DEFAULT_WEBHOOK_RETRY
+        # attempts are counted by the dispatcher (``max_attempts``), not by the delay policy
+        self._policy = replace(
+            policy or DEFAULT_WEBHOOK_RETRY, max_attempts=max(1, max_attempts), deadline=None
+        )
         self._url_policy = url_policy
         self._clock = clock
         self._poll_interval = poll_interval
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
         self._batch = max(4 * concurrency, 32)
-        self._max_attempts = max(1, max_attempts)
         self._timeout = timeout
         self._rng = random.Random()
         self._woken = False
@@ -265,8 +269,7 @@ class WebhookDispatcher:
                 await self._store.delivered(item.id, attempt)
                 self._counts["delivered"] += 1
                 log.info("webhook delivered", **fields)
-            elif outcome.kind == "retry" and attempt < self._max_attempts:
-                delay = backoff_delay(self._policy, attempt, outcome.retry_after, self._rng)
+            elif (delay := self._retry_delay(outcome, attempt)) is not None:
                 next_at = self._clock() + timedelta(seconds=delay)
                 await self._store.retry_later(item.id, attempt, next_at, outcome.detail)
                 self._counts["retried"] += 1
@@ -282,6 +285,13 @@ class WebhookDispatcher:
                 log.warning("webhook given up", error=error, **fields)
         except Exception:  # the row stays due and is retried: at-least-once
             log.exception("recording webhook outcome failed", **fields)
+
+    def _retry_delay(self, outcome: _Outcome, attempt: int) -> float | None:
+        """Seconds until the next attempt of a failed one, or None to give up."""
+        if outcome.kind != "retry":
+            return None
+        failure = TransientError(outcome.detail, retry_after=outcome.retry_after)
+        return next_delay(self._policy, attempt, failure, elapsed=0.0, rng=self._rng)
 
     async def _attempt(self, item: OutboxItem, body: Mapping[str, Any]) -> _Outcome:
         headers = {"Content-Type": "application/json"}
@@ -329,7 +339,7 @@ class WebhookDispatcher:
     async def _send(self, request: httpx.Request) -> tuple[int, float | None]:
         response = await self._client.send(request, stream=True)
         await response.aclose()
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
         return response.status_code, retry_after
 
 

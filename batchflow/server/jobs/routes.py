@@ -2,28 +2,20 @@
 
 The router carries no auth: the app adds it as a router-level dependency. The JobService comes
 from :func:`get_job_service` (``app.state.job_service``, or ``app.dependency_overrides``).
-Errors are ``{"error": "..."}`` with the status of the batchflow error class.
+Routes raise typed batchflow errors; the server's one table (``core/errors.py``, installed by
+``install_error_handlers``) turns them into ``{"error": "..."}`` answers with their status.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from batchflow.errors import (
-    AuthError,
-    BatchflowError,
-    ConflictError,
-    NotFoundError,
-    TooLargeError,
-    TransientError,
-    UsageError,
-)
+from batchflow.errors import TransientError, UsageError
 from batchflow.protocol.jobs import (
     JobResponse,
     ListStagesResponse,
@@ -32,7 +24,7 @@ from batchflow.protocol.jobs import (
 )
 from batchflow.server.jobs.service import JobService
 
-__all__ = ["PREFIX", "error_response", "error_status", "get_job_service", "router"]
+__all__ = ["PREFIX", "get_job_service", "router"]
 
 PREFIX = "/batch-processing/v1/external/{workspace}"
 router = APIRouter(prefix=PREFIX)
@@ -53,37 +45,6 @@ def get_job_service(request: Request) -> JobService:
 Service = Annotated[JobService, Depends(get_job_service)]
 PageSize = Annotated[str | None, Query(alias="pageSize")]
 PageToken = Annotated[str | None, Query(alias="nextPageToken")]
-
-
-def error_status(exc: BatchflowError) -> int:
-    """The HTTP status of a batchflow error raised while serving a request."""
-    for cls, status in (
-        (NotFoundError, 404),
-        (ConflictError, 409),
-        (TooLargeError, 413),
-        (AuthError, 401),
-        (UsageError, 400),
-        (TransientError, 503),
-    ):
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
-def error_response(exc: BatchflowError) -> JSONResponse:
-    """``{"error": ...}`` with the status of ``exc`` (and ``Retry-After`` when it has one)."""
-    headers = None
-    if isinstance(exc, TransientError) and exc.retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    return JSONResponse({"error": exc.message}, status_code=error_status(exc), headers=headers)
-
-
-async def _answer(call: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
-    try:
-        body = await call()
-    except BatchflowError as exc:
-        return error_response(exc)
-    return JSONResponse(body)
 
 
 def _page_size(value: str | None) -> int | None:
@@ -122,12 +83,8 @@ async def _json_body(request: Request) -> Any:
 async def list_jobs(
     workspace: str, service: Service, page_size: PageSize = None, token: PageToken = None
 ) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        return _with_token(
-            (await service.list_jobs(workspace, _page_size(page_size), token)).wire()
-        )
-
-    return await _answer(call)
+    page = await service.list_jobs(workspace, _page_size(page_size), token)
+    return JSONResponse(_with_token(page.wire()))
 
 
 @router.post("/jobs/{job_id}")
@@ -138,30 +95,22 @@ async def create_job(
     service: Service,
     name: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise UsageError("the body must be a JSON object (a job definition)")
-        await service.create_job(workspace, job_id, body, name)
-        return {}
-
-    return await _answer(call)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise UsageError("the body must be a JSON object (a job definition)")
+    await service.create_job(workspace, job_id, body, name)
+    return JSONResponse({})
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(workspace: str, job_id: str, service: Service) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        return JobResponse(job=await service.get_job(workspace, job_id)).wire()
-
-    return await _answer(call)
+    return JSONResponse(JobResponse(job=await service.get_job(workspace, job_id)).wire())
 
 
 @router.get("/jobs/{job_id}/stages")
 async def list_stages(workspace: str, job_id: str, service: Service) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        return ListStagesResponse(stages=await service.list_stages(workspace, job_id)).wire()
-
-    return await _answer(call)
+    stages = await service.list_stages(workspace, job_id)
+    return JSONResponse(ListStagesResponse(stages=stages).wire())
 
 
 @router.get("/jobs/{job_id}/stages/{stage_id}/tasks")
@@ -174,38 +123,29 @@ async def list_tasks(
     page_size: PageSize = None,
     token: PageToken = None,
 ) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        page = await service.list_tasks(workspace, job_id, stage_id, _page_size(page_size), token)
-        return _with_token(page.wire())
-
-    return await _answer(call)
+    page = await service.list_tasks(workspace, job_id, stage_id, _page_size(page_size), token)
+    return JSONResponse(_with_token(page.wire()))
 
 
 @router.post("/jobs/{job_id}/abort")
 async def abort_job(workspace: str, job_id: str, service: Service) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        await service.abort(workspace, job_id)
-        return {}
-
-    return await _answer(call)
+    await service.abort(workspace, job_id)
+    return JSONResponse({})
 
 
 @router.post("/jobs/{job_id}/restart")
 async def restart_job(
     workspace: str, job_id: str, request: Request, service: Service
 ) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        body = await _json_body(request)
-        overrides = None
-        if body is not None:
-            try:
-                overrides = RestartOverrides.model_validate(body)
-            except ValidationError as exc:
-                raise UsageError(f"invalid restart overrides: {exc.errors()[0]['msg']}") from exc
-        await service.restart(workspace, job_id, overrides)
-        return {}
-
-    return await _answer(call)
+    body = await _json_body(request)
+    overrides = None
+    if body is not None:
+        try:
+            overrides = RestartOverrides.model_validate(body)
+        except ValidationError as exc:
+            raise UsageError(f"invalid restart overrides: {exc.errors()[0]['msg']}") from exc
+    await service.restart(workspace, job_id, overrides)
+    return JSONResponse({})
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -218,16 +158,13 @@ async def list_logs(
     page_size: PageSize = None,
     token: PageToken = None,
 ) -> JSONResponse:
-    async def call() -> dict[str, Any]:
-        if severity is not None and severity not in _SEVERITIES:
-            raise UsageError(f"invalid severity {severity!r}: use info, warning or error")
-        page = await service.list_logs(
-            workspace,
-            job_id,
-            severity,  # type: ignore[arg-type]  # checked just above
-            _page_size(page_size),
-            token,
-        )
-        return page.wire()
-
-    return await _answer(call)
+    if severity is not None and severity not in _SEVERITIES:
+        raise UsageError(f"invalid severity {severity!r}: use info, warning or error")
+    page = await service.list_logs(
+        workspace,
+        job_id,
+        severity,  # type: ignore[arg-type]  # checked just above
+        _page_size(page_size),
+        token,
+    )
+    return JSONResponse(page.wire())

@@ -23,11 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -43,13 +40,14 @@ from batchflow.errors import (
     TooLargeError,
     TransientError,
 )
-from batchflow.server.workflows._retry import retry_call_sync
+from batchflow.httperrors import parse_retry_after
+from batchflow.pipeline.retry import retry_call_sync
 from batchflow.server.workflows._types import ImageOutput, WorkflowError, WorkItem, WorkResult
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["RemoteSettings", "RemoteWorkflow", "parse_retry_after"]
+__all__ = ["RemoteSettings", "RemoteWorkflow"]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,24 +75,6 @@ class RemoteSettings:
             max_delay=self.retry_max_delay,
             deadline=None,
         )
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _status_error(response: httpx.Response) -> BatchflowError:
