@@ -31,7 +31,8 @@ from pathlib import Path
 import click
 import httpx
 
-from batchflow.errors import ConfigError, PermanentError
+from batchflow.errors import BatchflowError, ConfigError, PermanentError
+from batchflow.httperrors import translate_httpx
 
 __all__ = [
     "LocalService",
@@ -127,8 +128,9 @@ def _read_info(data_dir: Path) -> dict[str, object] | None:
 
 def _healthy(url: str) -> bool:
     try:
-        response = httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False)
-    except httpx.HTTPError:
+        with translate_httpx("health check"):
+            response = httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False)
+    except BatchflowError:
         return False
     return response.status_code == 200
 
