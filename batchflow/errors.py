@@ -1,9 +1,10 @@
 """The one error tree of batchflow.
 
 Every vendor error (httpx, botocore, aiohttp, azure.core, sqlalchemy) is translated into one of
-these exactly once, at the boundary where it is raised, with ``raise ... from exc``. Retry logic
-decides on the class (``transient``), never on message text. The CLI maps each class to an exit
-code (documented in the README).
+these exactly once, at the boundary where it is raised, with ``raise ... from exc`` (httpx's in
+``batchflow.httperrors``, the only module that catches them). Retry logic decides on the class
+(``transient``), never on message text. The CLI maps each class to an exit code (documented in
+the README).
 
     BatchflowError                      exit 1
     ├── UsageError                      exit 2   bad flag, bad id, bad glob, malformed input

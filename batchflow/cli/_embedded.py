@@ -35,7 +35,8 @@ import click
 import httpx
 
 from batchflow.cli._serve_lock import LOCK_NAME, serve_lock_held
-from batchflow.errors import ConfigError, ConflictError, PermanentError
+from batchflow.errors import BatchflowError, ConfigError, ConflictError, PermanentError
+from batchflow.httperrors import translate_httpx
 
 __all__ = [
     "LocalService",
@@ -131,8 +132,9 @@ def _read_info(data_dir: Path) -> dict[str, object] | None:
 
 def _healthy(url: str) -> bool:
     try:
-        response = httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False)
-    except httpx.HTTPError:
+        with translate_httpx("health check"):
+            response = httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False)
+    except BatchflowError:
         return False
     return response.status_code == 200
 

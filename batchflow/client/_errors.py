@@ -1,4 +1,5 @@
-"""httpx exceptions and HTTP statuses -> the batchflow error tree, in one place.
+"""HTTP statuses of the Batch API -> the batchflow error tree; httpx exceptions through the one
+translation (``batchflow.httperrors``), with messages naming the method and path.
 
 Messages name the method and the URL path (never the query string, where the hosted API wants
 the key) and the server's ``{"error": ...}`` text. Status errors are chained from an
@@ -8,14 +9,12 @@ the key) and the server's ``{"error": ...}`` text. Status errors are chained fro
 from __future__ import annotations
 
 import json
-import re
 
 import httpx
 
 from batchflow.errors import (
     AuthError,
     BatchflowError,
-    ConfigError,
     ConflictError,
     NetworkError,
     NotFoundError,
@@ -25,7 +24,8 @@ from batchflow.errors import (
     TransientError,
     UsageError,
 )
-from batchflow.httperrors import parse_retry_after
+from batchflow.httperrors import HTTPX_ERRORS, content_if_read, parse_retry_after, scrub
+from batchflow.httperrors import map_httpx_error as httpx_error
 
 __all__ = [
     "HTTPX_ERRORS",
@@ -38,34 +38,6 @@ __all__ = [
 ]
 
 _MAX_ERROR_TEXT = 500
-
-HTTPX_ERRORS: tuple[type[Exception], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.CookieConflict,
-    httpx.StreamError,
-)
-"""Every exception family httpx raises on purpose (not all derive from ``HTTPError``)."""
-
-# Most specific first: the first isinstance match decides.
-_HTTPX_MAP: tuple[tuple[type[Exception], type[BatchflowError], str], ...] = (
-    (httpx.TimeoutException, NetworkError, "timed out"),
-    (httpx.NetworkError, NetworkError, "network error"),
-    # "Server disconnected without sending a response": a keep-alive race, worth a retry.
-    (httpx.RemoteProtocolError, NetworkError, "connection dropped"),
-    (httpx.ProxyError, NetworkError, "proxy error"),
-    (httpx.UnsupportedProtocol, ConfigError, "unsupported URL scheme"),
-    (httpx.LocalProtocolError, PermanentError, "invalid request"),
-    (httpx.ProtocolError, PermanentError, "protocol error"),
-    (httpx.TransportError, NetworkError, "transport error"),
-    (httpx.DecodingError, PermanentError, "could not decode the answer"),
-    (httpx.TooManyRedirects, PermanentError, "too many redirects"),
-    (httpx.RequestError, PermanentError, "request failed"),
-    (httpx.InvalidURL, UsageError, "invalid URL"),
-    (httpx.CookieConflict, PermanentError, "cookie conflict"),
-    (httpx.StreamError, PermanentError, "stream misuse"),
-    (httpx.HTTPError, PermanentError, "HTTP error"),
-)
 
 _STATUS_MAP: dict[int, type[BatchflowError]] = {
     400: UsageError,
@@ -90,39 +62,24 @@ def map_httpx_error(exc: Exception, *, method: str, url: httpx.URL | str) -> Bat
     """The batchflow error for an httpx exception (or an ``OSError`` from a streamed body)."""
     if isinstance(exc, httpx.HTTPStatusError):
         return error_for_status(exc.response, method=method, url=url)
-    for vendor, ours, label in _HTTPX_MAP:
-        if isinstance(exc, vendor):
-            detail = str(exc) or type(exc).__name__
-            return ours(f"{where(method, url)}: {label}: {_scrub(detail)}")
+    if isinstance(exc, HTTPX_ERRORS):
+        return httpx_error(exc, where(method, url))
     if isinstance(exc, OSError):
         return NetworkError(f"{where(method, url)}: I/O error: {exc}")
     return PermanentError(f"{where(method, url)}: {type(exc).__name__}: {exc}")
 
 
-_KEY_PARAM = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
-
-
-def _scrub(text: str) -> str:
-    """Drop query strings (``?api_key=...``) that httpx puts into some messages."""
-    text = _KEY_PARAM.sub(r"\1***", text)
-    return " ".join(
-        word.split("?", 1)[0] + "?..."
-        if "?" in word and ("://" in word or word.startswith("/"))
-        else word
-        for word in text.split()
-    )
-
-
 def _server_message(response: httpx.Response) -> str:
+    content = content_if_read(response)
     try:
-        body = json.loads(response.content)
-    except (ValueError, httpx.ResponseNotRead):
+        body = json.loads(content) if content is not None else None
+    except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         text: str = body["error"]
     else:
         text = response.reason_phrase or ""
-    return _scrub(text)[:_MAX_ERROR_TEXT]
+    return scrub(text)[:_MAX_ERROR_TEXT]
 
 
 def error_for_status(

@@ -20,12 +20,12 @@ from anyio.abc import ObjectSendStream
 
 from batchflow.errors import (
     AuthError,
-    NetworkError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
     TransientError,
 )
+from batchflow.httperrors import translate_httpx
 from batchflow.sources._base import Counters, PageBuffer, check_page_size
 from batchflow.sources._types import (
     DEFAULT_PAGE_SIZE,
@@ -165,18 +165,15 @@ class ReferencesSource:
             timeout=self._timeout, follow_redirects=True
         )
         try:
-            async with client.stream("GET", self.location) as response:
-                _raise_for_status(response, self.location)
-                lineno = 0
-                async for line in response.aiter_lines():
-                    lineno += 1
-                    parsed = parse_reference_line(line)
-                    if parsed is not None:
-                        await self._take(buffer, lineno, parsed)
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"timed out reading {self.location}") from exc
-        except httpx.TransportError as exc:
-            raise NetworkError(f"cannot read {self.location}: {exc}") from exc
+            with translate_httpx(f"reading {self.location}"):
+                async with client.stream("GET", self.location) as response:
+                    _raise_for_status(response, self.location)
+                    lineno = 0
+                    async for line in response.aiter_lines():
+                        lineno += 1
+                        parsed = parse_reference_line(line)
+                        if parsed is not None:
+                            await self._take(buffer, lineno, parsed)
         finally:
             if self._http_client is None:
                 await client.aclose()

@@ -238,7 +238,7 @@ async def test_connection_refused_and_timeout_are_retried() -> None:
         await dispatcher(store, client, clock).deliver_due()
     record = store.get(item_id)
     assert (record.state, record.attempts) == ("pending", 2)
-    assert record.last_error == "ConnectError: refused"
+    assert record.last_error == "POST: connection failed: refused"
 
 
 async def test_concurrency_is_bounded(origin: Origin) -> None:

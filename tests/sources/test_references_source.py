@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
-from batchflow.errors import AuthError, NotFoundError, UsageError
+from batchflow.errors import AuthError, BatchflowError, NotFoundError, UsageError
 from batchflow.sources import IMAGE_EXTENSIONS, ReferencesSource, SkippedItem, open_source
 from batchflow.sources.references import parse_reference_line
 from tests.sources._helpers import collect, list_names
+from tests.test_httperrors import EXPECTED, all_httpx_exceptions, instance
 
 pytestmark = pytest.mark.anyio
 
@@ -151,3 +153,18 @@ def test_parse_line(line: str, ok: bool) -> None:
     parsed = parse_reference_line(line)
     assert (not isinstance(parsed, str)) is ok
     assert parse_reference_line("  \t") is None
+
+
+@pytest.mark.parametrize("cls", sorted(all_httpx_exceptions(), key=lambda c: c.__name__))
+async def test_no_httpx_exception_escapes_a_url_listing(cls: type[Exception]) -> None:
+    vendor = instance(cls)
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise vendor
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as client:
+        source = ReferencesSource("http://refs.test/refs.jsonl", http_client=client)
+        with pytest.raises(BatchflowError) as caught:
+            await collect(source)
+    assert type(caught.value) is EXPECTED[cls.__name__]
+    assert caught.value.__cause__ is vendor

@@ -17,7 +17,7 @@ import re
 import secrets
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,12 +29,15 @@ import httpx
 from batchflow import __version__
 from batchflow.config import RetryPolicy
 from batchflow.errors import (
+    BatchflowError,
+    ConfigError,
     NetworkError,
     PermanentError,
     RateLimitedError,
     TransientError,
+    UsageError,
 )
-from batchflow.httperrors import parse_retry_after
+from batchflow.httperrors import connect_failed, parse_retry_after, parse_url, translate_httpx
 from batchflow.pipeline.retry import SYSTEM_CLOCK, Clock, retry_call
 
 __all__ = [
@@ -147,8 +150,8 @@ def _host_of(item: str) -> str:
     if "://" not in item:
         return item
     try:
-        return httpx.URL(item).host or item
-    except httpx.InvalidURL:
+        return parse_url(item).host or item
+    except UsageError:
         return item
 
 
@@ -199,17 +202,17 @@ class ResolvedUrl:
 def redact_url(url: str | httpx.URL) -> str:
     """``scheme://host[:port]/path`` only: query strings of signed URLs carry credentials."""
     try:
-        parsed = httpx.URL(url)
-        return str(parsed.copy_with(query=None, fragment=None, userinfo=b""))
-    except (httpx.InvalidURL, TypeError, ValueError):
+        with translate_httpx("redact"):
+            return str(parse_url(url).copy_with(query=None, fragment=None, userinfo=b""))
+    except (BatchflowError, TypeError, ValueError):
         return "<invalid url>"
 
 
 def _parse(url: str | httpx.URL) -> httpx.URL:
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise UnsafeUrlError(f"invalid URL: {exc}") from exc
+        parsed = parse_url(url)
+    except UsageError as exc:
+        raise UnsafeUrlError(exc.message) from exc
     if parsed.scheme not in {"http", "https"}:
         raise UnsafeUrlError(f"only http and https URLs are fetched, not {parsed.scheme!r}")
     if parsed.userinfo:
@@ -252,24 +255,18 @@ async def resolve_safe(url: str | httpx.URL, policy: UrlPolicy) -> ResolvedUrl:
     return ResolvedUrl(url=parsed, host=host, addresses=addresses)
 
 
-@contextlib.contextmanager
-def _mapped_httpx_errors(url: httpx.URL) -> Iterator[None]:
-    """The one place httpx errors become batchflow errors."""
-    where = redact_url(url)
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise NetworkError(f"{where}: timed out ({type(exc).__name__})") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise UnsafeUrlError(f"{where}: unsupported protocol") from exc
-    except httpx.ConnectError as exc:
-        if _caused_by(exc, ssl.SSLCertVerificationError):
-            raise DownloadFailedError(f"{where}: TLS certificate not valid: {exc}") from exc
-        raise NetworkError(f"{where}: ConnectError: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise NetworkError(f"{where}: {type(exc).__name__}: {exc}") from exc
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-        raise DownloadFailedError(f"{where}: {type(exc).__name__}: {exc}") from exc
+def _mapped_httpx_errors(url: httpx.URL) -> contextlib.AbstractContextManager[None]:
+    """httpx errors, translated once (``batchflow.httperrors``), narrowed to fetch errors."""
+    return translate_httpx(redact_url(url), refine=_as_fetch_error)
+
+
+def _as_fetch_error(error: BatchflowError) -> BatchflowError:
+    """Transient stays transient (retried); a bad scheme is unsafe; the rest failed for good."""
+    if isinstance(error, ConfigError):  # httpx: unsupported protocol
+        return UnsafeUrlError(error.message)
+    if _caused_by(error, ssl.SSLCertVerificationError):
+        return DownloadFailedError(f"{error.message} (TLS certificate not valid)")
+    return error if error.transient else DownloadFailedError(error.message)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -295,16 +292,21 @@ def _check_status(response: httpx.Response, where: str) -> None:
 
 async def _send(client: httpx.AsyncClient, target: ResolvedUrl) -> httpx.Response:
     """GET pinned to each checked address in turn until one connects."""
-    last: httpx.ConnectError | None = None
-    with _mapped_httpx_errors(target.url):
-        for ip in target.addresses[:4]:
-            request = target.request(client, "GET", ip)
-            try:
-                return await client.send(request, stream=True)
-            except httpx.ConnectError as exc:
-                last = exc
-        assert last is not None
+    where = redact_url(target.url)
+    last: BatchflowError | None = None
+    for ip in target.addresses[:4]:
+        try:
+            with translate_httpx(where):
+                return await client.send(target.request(client, "GET", ip), stream=True)
+        except BatchflowError as exc:
+            last = exc
+            if not connect_failed(exc):
+                break
+    assert last is not None
+    final = _as_fetch_error(last)
+    if final is last:
         raise last
+    raise final from last
 
 
 def _check_size(size: int, max_bytes: int, where: str) -> None:

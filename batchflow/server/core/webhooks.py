@@ -34,8 +34,8 @@ import httpx
 import structlog
 
 from batchflow.config import RetryPolicy
-from batchflow.errors import BatchflowError, TransientError
-from batchflow.httperrors import parse_retry_after
+from batchflow.errors import BatchflowError, NetworkError, TransientError, UsageError
+from batchflow.httperrors import connect_failed, parse_retry_after, translate_httpx
 from batchflow.pipeline.retry import next_delay
 from batchflow.server.core.netguard import (
     ResolvedUrl,
@@ -303,6 +303,8 @@ class WebhookDispatcher:
                 status, retry_after = await self._post(item.url, content, headers)
         except UnsafeUrlError as exc:
             return _Outcome("fail", f"{exc.failure_type}: {exc}")
+        except UsageError as exc:  # httpx can not use the URL (translated)
+            return _Outcome("fail", f"unusable webhook URL: {exc}")
         except TransientError as exc:
             return _Outcome("retry", str(exc), exc.retry_after)
         except BatchflowError as exc:
@@ -310,28 +312,32 @@ class WebhookDispatcher:
             return _Outcome("retry", str(exc))
         except TimeoutError:
             return _Outcome("retry", f"no answer within {self._timeout}s")
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             return _Outcome("fail", f"unusable webhook URL: {type(exc).__name__}: {exc}")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
-        except httpx.HTTPError as exc:
-            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
         return _classify(status, retry_after)
 
     async def _post(
         self, url: str, content: bytes, headers: dict[str, str]
     ) -> tuple[int, float | None]:
-        """POST, pinned to a checked IP when a URL policy is set; the body is never read."""
+        """POST, pinned to a checked IP when a URL policy is set; the body is never read.
+
+        httpx errors leave as batchflow errors (``batchflow.httperrors``)."""
         if self._url_policy is None:
-            request = self._client.build_request("POST", url, content=content, headers=headers)
-            return await self._send(request)
-        target: ResolvedUrl = await resolve_safe(url, self._url_policy)
-        last: httpx.ConnectError | None = None
-        for ip in target.addresses[:4]:
-            request = target.request(self._client, "POST", ip, content=content, headers=headers)
-            try:
+            with translate_httpx("POST"):
+                request = self._client.build_request("POST", url, content=content, headers=headers)
                 return await self._send(request)
-            except httpx.ConnectError as exc:
+        target: ResolvedUrl = await resolve_safe(url, self._url_policy)
+        last: BatchflowError | None = None
+        for ip in target.addresses[:4]:
+            try:
+                with translate_httpx("POST"):
+                    request = target.request(
+                        self._client, "POST", ip, content=content, headers=headers
+                    )
+                    return await self._send(request)
+            except NetworkError as exc:
+                if not connect_failed(exc):
+                    raise
                 last = exc
         assert last is not None
         raise last

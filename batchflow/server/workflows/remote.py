@@ -33,15 +33,15 @@ from batchflow.config import RetryPolicy
 from batchflow.errors import (
     AuthError,
     BatchflowError,
-    NetworkError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
     TooLargeError,
     TransientError,
 )
-from batchflow.httperrors import parse_retry_after
+from batchflow.httperrors import parse_retry_after, translate_httpx
 from batchflow.pipeline.retry import retry_call_sync
+from batchflow.server.core.netguard import redact_url
 from batchflow.server.workflows._types import ImageOutput, WorkflowError, WorkItem, WorkResult
 
 if TYPE_CHECKING:
@@ -165,14 +165,8 @@ class RemoteWorkflow:
 
     def _post(self, body: Mapping[str, Any]) -> Any:
         """One call, with httpx errors translated into the batchflow tree."""
-        try:
+        with translate_httpx(f"POST {redact_url(self.settings.url)}"):
             response = self._client.post(self.settings.url, json=body)
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"timed out after {self.settings.timeout:g}s: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise NetworkError(f"connection failed: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise PermanentError(f"request failed: {exc!r}") from exc
         if response.status_code >= 400:
             raise _status_error(response)
         try:
