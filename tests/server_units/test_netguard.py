@@ -15,9 +15,10 @@ from batchflow.errors import PermanentError
 from batchflow.server.core.netguard import (
     DownloadFailedError,
     DownloadTooLargeError,
+    FileSink,
     UnsafeUrlError,
     UrlPolicy,
-    fetch_to_file,
+    fetch_to,
     make_fetch_client,
     redact_url,
     resolve_safe,
@@ -47,7 +48,7 @@ async def fetch(client: httpx.AsyncClient, url: str, dest: Path, **kw: Any) -> A
     kw.setdefault("max_bytes", 10_000)
     kw.setdefault("retry", FAST)
     kw.setdefault("timeout", 10.0)
-    return await fetch_to_file(client, url, dest, **kw)
+    return await fetch_to(client, url, lambda: FileSink(dest), **kw)
 
 
 # --- policy ---------------------------------------------------------------------------------

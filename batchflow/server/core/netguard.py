@@ -53,7 +53,6 @@ __all__ = [
     "UnsafeUrlError",
     "UrlPolicy",
     "fetch_to",
-    "fetch_to_file",
     "make_fetch_client",
     "redact_url",
     "resolve_safe",
@@ -406,30 +405,6 @@ async def _fetch_once(
     raise DownloadFailedError(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
 
 
-async def fetch_to_file(
-    client: httpx.AsyncClient,
-    url: str,
-    dest: Path,
-    *,
-    policy: UrlPolicy,
-    max_bytes: int,
-    timeout: float = 60.0,  # noqa: ASYNC109 - per attempt, applied with anyio.fail_after
-    retry: RetryPolicy | None = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> FetchResult:
-    """:func:`fetch_to` into the local file ``dest`` (replaced only by a whole body)."""
-    return await fetch_to(
-        client,
-        url,
-        lambda: FileSink(dest),
-        policy=policy,
-        max_bytes=max_bytes,
-        timeout=timeout,
-        retry=retry,
-        clock=clock,
-    )
-
-
 async def fetch_to(
     client: httpx.AsyncClient,
     url: str,
@@ -471,7 +446,7 @@ async def fetch_to(
 
 
 def make_fetch_client(*, max_connections: int = 64) -> httpx.AsyncClient:
-    """The client for :func:`fetch_to_file`: no env proxies, no auto-redirects, bounded pool."""
+    """The client for :func:`fetch_to`: no env proxies, no auto-redirects, bounded pool."""
     return httpx.AsyncClient(
         trust_env=False,
         follow_redirects=False,

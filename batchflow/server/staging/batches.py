@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -162,21 +162,8 @@ async def get_or_create_batch(
             )
             .values(workspace=_EXPIRED_WORKSPACE + cast(batches.c.id, String))
         )
-        result = await conn.execute(
-            batches.insert().values(
-                workspace=workspace,
-                batch_id=batch_id,
-                display_name=display_name or batch_id,
-                batch_type=batch_type,
-                content_type=content_type,
-                upload_mode=upload_mode,
-                created_at=now,
-                expires_at=now + ttl,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        return BatchRow(
-            pk=int(result.inserted_primary_key[0]),
+        row = BatchRow(
+            pk=0,
             batch_id=batch_id,
             display_name=display_name or batch_id,
             batch_type=batch_type,
@@ -185,6 +172,10 @@ async def get_or_create_batch(
             created_at=now,
             expires_at=now + ttl,
         )
+        fields = {name: getattr(row, name) for name in BatchRow.__slots__ if name != "pk"}
+        result = await conn.execute(batches.insert().values(workspace=workspace, **fields))
+        assert result.inserted_primary_key is not None
+        return replace(row, pk=int(result.inserted_primary_key[0]))
     if batch.upload_mode != upload_mode:
         raise ConflictError(
             f"batch {batch_id!r} holds {batch.upload_mode} uploads; "

@@ -31,10 +31,10 @@ from batchflow.server.core.blobs import BlobWriter
 from batchflow.server.core.netguard import (
     DownloadFailedError,
     DownloadTooLargeError,
+    FileSink,
     UnsafeUrlError,
     UrlPolicy,
     fetch_to,
-    fetch_to_file,
 )
 from batchflow.server.core.wakeup import Wakeup
 from batchflow.server.staging.batches import get_or_create_batch
@@ -219,10 +219,10 @@ class IngestWorker:
         limit = self.settings.limits.max_references_per_request
         try:
             try:
-                await fetch_to_file(
+                await fetch_to(
                     self.client,
                     url,
-                    dest,
+                    lambda: FileSink(dest),
                     policy=self.url_policy,
                     max_bytes=MAX_REFERENCES_FILE_BYTES,
                     retry=_FETCH_RETRY,
