@@ -25,6 +25,7 @@ from batchflow.errors import (
     NetworkError,
     NotFoundError,
     NothingMatched,
+    PermanentError,
     RetriesExhausted,
     UsageError,
 )
@@ -56,6 +57,18 @@ def _warn_signer(signer: Signer, ttl: int, on_warning: Callable[[str], None] | N
     for message in dict.fromkeys(signer.warnings(ttl)):
         if on_warning is not None:
             on_warning(message)
+
+
+def _check_state_base(base: Path) -> None:
+    """Refuse a state folder that can never hold a journal (nothing is created here)."""
+    for folder in (base, *base.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise PermanentError(
+                    f"state folder {base} cannot be used: {folder} is a file "
+                    "(set BATCHFLOW_STATE_DIR to a folder)"
+                )
+            return
 
 
 def _open_journal(
@@ -139,6 +152,7 @@ async def ingest(
         _warn_signer(signer, options.url_ttl, on_warning)
     if settings is None and not options.dry_run:
         raise UsageError("no Batch API settings: give --api-url or set API_BASE_URL")
+    _check_state_base(state_base or state_dir())  # a local mistake is said before the network
     workspace = None if options.dry_run else await _workspace(_need(settings))
 
     def engine(sender: ShardSender | None, journal: Journal | None) -> IngestEngine:
