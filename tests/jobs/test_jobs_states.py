@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from batchflow.errors import ConflictError
+from batchflow.server.core.errors import install_error_handlers
 from batchflow.server.jobs._run import JobRun, RunContext
 from batchflow.server.jobs._store import task_move
 from batchflow.server.jobs.executors import InlineExecutor
@@ -97,6 +98,7 @@ def test_the_wire_values_and_terminal_states() -> None:
 
 def _client(env: Env) -> httpx.AsyncClient:
     app = FastAPI()
+    install_error_handlers(app)  # the server's one error table answers for the routes
     app.include_router(router)
     app.state.job_service = env.service
     base = f"http://testserver/batch-processing/v1/external/{WS}"
