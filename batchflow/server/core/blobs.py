@@ -245,8 +245,9 @@ class LocalBlobStore:
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         top = self._path(prefix.rstrip("/"))
         base = prefix.rstrip("/")
-        walk = await anyio.to_thread.run_sync(lambda: list(os.walk(top)))
-        for folder, _dirs, names in walk:
+        walker = os.walk(top)  # one folder per thread hop: never the whole tree in memory
+        while (step := await anyio.to_thread.run_sync(next, walker, None)) is not None:
+            folder, _dirs, names = step
             rel = Path(folder).relative_to(top).as_posix()
             for name in names:
                 yield f"{base}/{name}" if rel == "." else f"{base}/{rel}/{name}"

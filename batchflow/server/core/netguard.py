@@ -329,7 +329,11 @@ class ByteSink(Protocol):
 
 
 class FileSink:
-    """A local file, written under a temp name and renamed into place on a clean exit."""
+    """A local scratch file, written under a temp name and renamed into place on a clean exit.
+
+    Not fsync'd: it holds a download to be read and deleted at once (staged bytes go to a
+    :class:`~batchflow.server.core.blobs.BlobWriter`, which is durable).
+    """
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
@@ -349,9 +353,6 @@ class FileSink:
     ) -> None:
         assert self._handle is not None
         try:
-            if kind is None:
-                await self._handle.flush()
-                await anyio.to_thread.run_sync(os.fsync, self._handle.wrapped.fileno())
             await self._handle.aclose()
             if kind is None:
                 await anyio.to_thread.run_sync(os.replace, self._tmp, self.dest)

@@ -1,9 +1,10 @@
 """Signed PUT uploads (``upload/video``, ``bulk-upload/image-files``) and tar extraction.
 
-A PUT streams its body to disk. A video becomes a file of its simple batch at once; a tar is
-queued (upload state ``received``) and :meth:`UploadService.run` extracts it in the background
-through :mod:`~batchflow.server.staging.tarsafe`. All rows of one extraction commit in one
-transaction, so a server killed mid-extraction simply extracts the tar again after restart.
+A PUT streams its body into the blob store. A video becomes a file of its simple batch at
+once; a tar is queued (upload state ``received``) and :meth:`UploadService.run` extracts it in
+the background through :mod:`~batchflow.server.staging.tarsafe`. All rows of one extraction
+commit in one transaction, so a server killed mid-extraction extracts the tar again after a
+restart.
 """
 
 from __future__ import annotations
