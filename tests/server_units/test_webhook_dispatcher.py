@@ -14,11 +14,8 @@ from structlog.testing import capture_logs
 
 from batchflow.config import RetryPolicy
 from batchflow.server.core.netguard import UrlPolicy
-from batchflow.server.core.webhooks import (
-    MemoryOutboxStore,
-    OutboxItem,
-    WebhookDispatcher,
-)
+from batchflow.server.core.webhooks import OutboxItem, WebhookDispatcher
+from batchflow.testing.webhooks import MemoryOutboxStore
 
 from ._origin import Origin, plain_client
 
